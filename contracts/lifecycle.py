@@ -1,0 +1,156 @@
+"""The canonical lifecycle: a task's state at time t is a pure function of its plan.
+
+No timers and no background workers: a poll computes the state from the plan
+and the clock in O(1), several worker processes sharing a store agree without
+coordination, and a virtual clock can jump a day ahead in a test.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+from typing import Literal
+
+from contracts.spec import ModelRules, Spec
+from contracts.task import OutputShape, Plan, Task, TaskRequest
+
+__all__ = [
+    "TIMING_MODES",
+    "TimingMode",
+    "draw_plan",
+    "nearest_ratio",
+    "output_shape",
+    "progress_at",
+    "state_at",
+    "times_at",
+]
+
+TimingMode = Literal["fast", "realistic", "instant"]
+TIMING_MODES: tuple[TimingMode, ...] = ("fast", "realistic", "instant")
+
+# `fast` keeps every state visible to a polling client yet finishes in seconds.
+_FAST = {"PENDING": 1.0, "RUNNING": 3.0}
+_Z95 = 1.6448536269514722
+
+
+def draw_plan(spec: Spec, mode: TimingMode, seed: str) -> Plan:
+    """Decide how long a task queues and runs; the same seed always draws the same plan."""
+    if mode == "instant":
+        return Plan(pending=0.0, running=0.0)
+    rng = random.Random(seed)
+    if mode == "fast":
+        return Plan(
+            pending=_FAST["PENDING"] * rng.uniform(0.8, 1.2),
+            running=_FAST["RUNNING"] * rng.uniform(0.8, 1.2),
+        )
+    durations = []
+    for state in ("PENDING", "RUNNING"):
+        timing = spec.timing[state]
+        mu = math.log(timing.median)
+        sigma = max((math.log(timing.p95) - mu) / _Z95, 1e-6)
+        durations.append(rng.lognormvariate(mu, sigma))
+    return Plan(pending=durations[0], running=durations[1])
+
+
+def state_at(task: Task, now: float, retention: float) -> str:
+    """The canonical state of a task at virtual time ``now``."""
+    age = now - task.created_at
+    if age >= retention:
+        return "UNKNOWN"
+    if task.canceled_at is not None:
+        return "CANCELED"
+    plan = task.plan
+    if age < plan.pending:
+        return "PENDING"
+    if age < plan.pending + plan.running:
+        return "RUNNING"
+    return plan.outcome
+
+
+def times_at(task: Task, state: str) -> tuple[float, float | None, float | None]:
+    """(submitted, scheduled, ended) as the provider would report them in ``state``."""
+    submitted = task.created_at
+    if state == "CANCELED":
+        return submitted, None, task.canceled_at
+    if state in ("PENDING", "UNKNOWN"):
+        return submitted, None, None
+    scheduled = submitted + task.plan.pending
+    if state == "RUNNING":
+        return submitted, scheduled, None
+    return submitted, scheduled, scheduled + task.plan.running
+
+
+def progress_at(
+    steps: Mapping[str, tuple[int, ...]] | None, task: Task, state: str, now: float
+) -> int | None:
+    """The provider's progress figure: the spec's steps, RUNNING split evenly between its values.
+
+    Monotonic by construction, since time only moves forward and the steps rise.
+    """
+    if steps is None:
+        return None
+    values = steps.get(state)
+    if values is None:
+        return 0
+    if state != "RUNNING" or len(values) == 1:
+        return values[0]
+    elapsed = now - task.created_at - task.plan.pending
+    running = task.plan.running
+    if not math.isfinite(running) or running <= 0:
+        return values[0]
+    index = min(int(elapsed / running * len(values)), len(values) - 1)
+    return values[max(index, 0)]
+
+
+def nearest_ratio(ratios: Mapping[str, float], aspect: float) -> str:
+    """The named ratio closest to an aspect, for usage fields that report one."""
+    return min(ratios, key=lambda name: abs(math.log(ratios[name] / aspect)))
+
+
+def output_shape(spec: Spec, rules: ModelRules, request: TaskRequest) -> OutputShape:
+    """The result video's frame size: the resolution's pixel count at the request's aspect.
+
+    The aspect comes from the model's ``output.aspect`` sources in order: a
+    parameter counts when the request set it, a media type when the request
+    carried a probed one; failing all, the first parameter's default, then 16:9.
+    """
+    aspect: float | None = None
+    for source in rules.aspect_sources:
+        if source in rules.parameters:
+            if source in request.explicit:
+                aspect = spec.ratios.get(str(request.parameters[source]))
+        else:
+            item = request.first(source)
+            if item is not None and item.info is not None and item.info.aspect:
+                aspect = item.info.aspect
+        if aspect is not None:
+            break
+    if aspect is None:
+        for source in rules.aspect_sources:
+            if source in rules.parameters and rules.parameters[source].has_default:
+                aspect = spec.ratios.get(str(rules.parameters[source].default))
+                break
+    if aspect is None:
+        aspect = 16 / 9
+    aspect = min(max(aspect, 0.4), 2.5)
+
+    resolution = str(request.parameters.get("resolution", ""))
+    if resolution in spec.resolutions:
+        base_w, base_h, sr = spec.resolutions[resolution]
+    else:
+        base_w, base_h, sr = max(spec.resolutions.values(), key=lambda r: r[0] * r[1])
+    area = base_w * base_h
+    width = _even(math.sqrt(area * aspect))
+    height = _even(math.sqrt(area / aspect))
+    duration = int(request.parameters.get("duration", 5))
+    ratio = (
+        str(request.parameters["ratio"])
+        if "ratio" in request.parameters and "ratio" in rules.parameters
+        else nearest_ratio(spec.ratios, width / height)
+    )
+    return OutputShape(width, height, duration, spec.result_fps, sr, ratio)
+
+
+def _even(value: float) -> int:
+    return max(2, int(round(value / 2)) * 2)

@@ -1,0 +1,107 @@
+"""Canonical views: the flat ``name -> value`` mapping that response templates render.
+
+The mock builds a view from a task and the clock; the client gets one back by
+parsing provider JSON through the same template. Names are the placeholders a
+spec may use (``task.id``, ``times.submitted``, ``error.code``...).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+import uuid
+from typing import Any
+
+from contracts.lifecycle import progress_at, state_at, times_at
+from contracts.spec import ErrorDef, Spec
+from contracts.task import Task
+
+__all__ = ["error_view", "id_pattern", "make_id", "task_view"]
+
+_ALNUM = string.ascii_letters + string.digits
+_ID_PARTS = re.compile(r"\{(uuid|hex32|alnum32)\}")
+_ID_REGEX = {
+    "uuid": "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+    "hex32": "[0-9a-f]{32}",
+    "alnum32": "[A-Za-z0-9]{32}",
+}
+
+
+def make_id(template: str) -> str:
+    """A fresh id in a spec's shape: ``{uuid}``, ``hh-{uuid}``, ``asyntask_{alnum32}``."""
+
+    def fill(match: re.Match[str]) -> str:
+        kind = match.group(1)
+        if kind == "uuid":
+            return str(uuid.uuid4())
+        if kind == "hex32":
+            return secrets.token_hex(16)
+        return "".join(secrets.choice(_ALNUM) for _ in range(32))
+
+    return _ID_PARTS.sub(fill, template)
+
+
+def id_pattern(template: str) -> re.Pattern[str]:
+    """A regex that matches ids made from ``template`` (for checks and drift reports)."""
+    parts = _ID_PARTS.split(template)
+    regex = "".join(_ID_REGEX[p] if i % 2 else re.escape(p) for i, p in enumerate(parts))
+    return re.compile(regex + r"\Z")
+
+
+def task_view(
+    spec: Spec,
+    task: Task,
+    now: float,
+    *,
+    request_id: str,
+    result_url: str | None = None,
+    state: str | None = None,
+) -> dict[str, Any]:
+    """Everything a query or list template may name, for one task at one moment."""
+    if state is None:
+        state = state_at(task, now, spec.task_retention)
+    submitted, scheduled, ended = times_at(task, state)
+    rules = spec.models.get(task.model)
+    view: dict[str, Any] = {
+        "request_id": request_id,
+        "state": state,
+        "region": spec.region_name,
+        "task.id": task.id,
+        "task.model": task.model,
+        "task.prompt": task.request.prompt if task.request.prompt is not None else "",
+        "task.request_id": task.request_id,
+        "task.upstream_id": task.upstream_id,
+        "task.upstream_request_id": task.upstream_request_id,
+        "times.submitted": submitted,
+        "times.scheduled": scheduled,
+        "times.ended": ended,
+        "usage.duration": task.output.duration,
+        "usage.sr": task.output.sr,
+        "usage.ratio": task.output.ratio,
+    }
+    progress = progress_at(spec.progress, task, state, now)
+    if progress is not None:
+        view["progress"] = progress
+    if result_url is not None:
+        view["result.url"] = result_url
+    if state == "FAILED" and task.plan.error_code:
+        error = spec.error(task.plan.error_code)
+        view["error.code"] = error.code
+        view["error.message"] = task.plan.error_message or error.message
+        view["error.type"] = error.type
+    if rules is not None:
+        for key, value in rules.attributes.items():
+            view[f"model.{key}"] = value
+    return view
+
+
+def error_view(error: ErrorDef, message: str, request_id: str) -> dict[str, Any]:
+    """What an error envelope renders from."""
+    return {
+        "request_id": request_id,
+        "error.code": error.code,
+        "error.message": message,
+        "error.type": error.type,
+        "error.status": error.status,
+    }

@@ -1,0 +1,233 @@
+"""Build the mock upstream: every provider under its prefix, storage, and the admin API.
+
+``create_app`` returns a plain Starlette application, so tests build their
+own (with a frozen clock, a fixed key set) and serve it in-process or on a
+socket, and ``paddock serve`` is a thin wrapper around the same call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from contracts.lifecycle import TIMING_MODES, TimingMode, state_at
+from contracts.spec import SpecSet, load_specs
+from mock_server import admin
+from mock_server.clock import Clock
+from mock_server.journal import Journal
+from mock_server.service import ProviderService, json_response
+from mock_server.storage import Blob, MediaStore, Signer
+from mock_server.store import MemoryStore, Store
+from mock_server.videos import VideoCache
+
+__all__ = ["MockState", "create_app"]
+
+log = logging.getLogger("paddock.mock")
+
+
+@dataclass
+class MockState:
+    """Everything the endpoints share; one per application."""
+
+    specs: SpecSet
+    clock: Clock
+    store: Store
+    journal: Journal
+    media: MediaStore
+    signer: Signer
+    videos: VideoCache
+    timing: TimingMode
+    api_keys: frozenset[str] | None
+    root_provider: str | None
+    services: dict[str, ProviderService] = field(default_factory=dict)
+
+    def result_url(self, base_url: str, provider: str, task_id: str, expires: int) -> str:
+        """A signed, expiring link to a task's video, in the shape of an OSS link."""
+        path = f"/_storage/results/{provider}/{task_id}.mp4"
+        query = urlencode({
+            "Expires": expires,
+            "OSSAccessKeyId": self.signer.access_key_id,
+            "Signature": self.signer.sign(path, str(expires)),
+        })
+        return f"{base_url.rstrip('/')}{path}?{query}"
+
+    def reset(self) -> None:
+        self.store.clear()
+        self.journal.clear()
+        self.media.clear()
+
+
+def create_app(
+    specs: SpecSet | None = None,
+    *,
+    timing: TimingMode = "fast",
+    speed: float = 1.0,
+    clock: Clock | None = None,
+    api_keys: Iterable[str] | None = None,
+    root_provider: str | None = None,
+    store: Store | None = None,
+    journal_size: int = 1000,
+    video_cache_dir: Path | None = None,
+    secret: bytes | None = None,
+) -> Starlette:
+    """The mock upstream for ``specs`` (the built-in specs when None).
+
+    ``api_keys`` None accepts any non-empty key; ``root_provider`` also serves
+    that provider's paths at the root, so a client needs only a host change.
+    """
+    specs = specs if specs is not None else load_specs()
+    if timing not in TIMING_MODES:
+        raise ValueError(f"timing must be one of {', '.join(TIMING_MODES)}, got {timing!r}")
+    if root_provider is not None:
+        specs[root_provider]  # raises a clear KeyError for an unknown provider
+    keys = frozenset(k for k in api_keys if k) if api_keys is not None else None
+    state = MockState(
+        specs=specs,
+        clock=clock or Clock(speed),
+        store=store or MemoryStore(),
+        journal=Journal(journal_size),
+        media=MediaStore(),
+        signer=Signer(secret),
+        videos=VideoCache(video_cache_dir),
+        timing=timing,
+        api_keys=keys or None,
+        root_provider=root_provider,
+    )
+    routes: list[BaseRoute] = [
+        *admin.routes(state),
+        Route("/_storage/results/{provider}/{task_id}.mp4", _download(state), methods=["GET", "HEAD"]),
+        Route("/_storage/oss", _upload(state), methods=["POST"]),
+    ]
+    for spec in specs:
+        service = ProviderService(spec, state)
+        state.services[spec.provider] = service
+        routes.extend(service.routes(f"/{spec.provider}"))
+    if root_provider is not None:
+        routes.extend(state.services[root_provider].routes(""))
+    app = Starlette(
+        routes=routes,
+        exception_handlers={404: _plain_not_found, 405: _plain_not_found},
+    )
+    app.state.paddock = state
+    return app
+
+
+async def _plain_not_found(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 404
+    return json_response(status, {"error": f"no route for {request.method} {request.url.path}"})
+
+
+def _oss_error(status: int, code: str, message: str) -> Response:
+    # OSS answers in XML; clients only read the status, but a person reads the body.
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    )
+    return Response(body, status_code=status, media_type="application/xml")
+
+
+def _download(state: MockState) -> Any:
+    async def download(request: Request) -> Response:
+        provider = request.path_params["provider"]
+        task_id = request.path_params["task_id"]
+        path = request.url.path
+        expires = request.query_params.get("Expires", "")
+        signature = request.query_params.get("Signature", "")
+        spec = state.specs.specs.get(provider)
+        if spec is None or not expires.isdigit() or not state.signer.verify(signature, path, expires):
+            return _oss_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match.")
+        if spec.refuses_authorization and "authorization" in request.headers:
+            return _oss_error(
+                403, "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided "
+                "(an Authorization header was sent with a signed URL).",
+            )
+        now = state.clock.now()
+        if now > int(expires):
+            return _oss_error(403, "AccessDenied", "Request has expired.")
+        task = state.store.get(task_id)
+        if task is None or state_at(task, now, spec.task_retention) != "SUCCEEDED":
+            return _oss_error(404, "NoSuchKey", "The specified key does not exist.")
+        shape = task.output
+        data = await state.videos.aget(shape.width, shape.height, shape.duration, shape.fps)
+        return _ranged(request, data, "video/mp4")
+
+    return download
+
+
+def _ranged(request: Request, data: bytes, content_type: str) -> Response:
+    """Serve bytes with single-range support, so an interrupted download can resume."""
+    headers = {"Accept-Ranges": "bytes"}
+    size = len(data)
+    spec = request.headers.get("range", "")
+    if spec.startswith("bytes=") and "," not in spec:
+        first, _, last = spec[6:].partition("-")
+        try:
+            if first:
+                start, end = int(first), int(last) if last else size - 1
+            else:
+                start, end = max(size - int(last), 0), size - 1
+        except ValueError:
+            start, end = -1, -1
+        if not 0 <= start <= end or start >= size:
+            return Response(b"", 416, headers={"Content-Range": f"bytes */{size}"})
+        end = min(end, size - 1)
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        body = b"" if request.method == "HEAD" else data[start : end + 1]
+        headers["Content-Length"] = str(end - start + 1)
+        return Response(body, 206, headers=headers, media_type=content_type)
+    body = b"" if request.method == "HEAD" else data
+    headers["Content-Length"] = str(size)
+    return Response(body, 200, headers=headers, media_type=content_type)
+
+
+def _upload(state: MockState) -> Any:
+    async def upload(request: Request) -> Response:
+        try:
+            form = await request.form(max_part_size=4 * 1024 * 1024)
+        except Exception as exc:  # malformed multipart of any kind
+            return _oss_error(400, "InvalidArgument", f"Could not read the multipart form: {exc}")
+        try:
+            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+            policy = fields.get("policy", "")
+            key = fields.get("key", "")
+            upload_file = form.get("file")
+            if not state.signer.verify(fields.get("Signature", ""), "policy", policy):
+                return _oss_error(403, "SignatureDoesNotMatch", "The policy signature does not match.")
+            doc = state.media.read_policy(policy)
+            if doc is None:
+                return _oss_error(400, "InvalidPolicyDocument", "The policy is not valid.")
+            if state.clock.now() > float(doc.get("expiration", 0)):  # type: ignore[arg-type]
+                return _oss_error(403, "AccessDenied", "Invalid according to Policy: Policy expired.")
+            conditions = doc.get("conditions", [])
+            prefix = next((c[2] for c in conditions if isinstance(c, list) and c[:2] == ["starts-with", "$key"]), None)  # type: ignore[union-attr]
+            limit = next((c[2] for c in conditions if isinstance(c, list) and c[0] == "content-length-range"), 0)  # type: ignore[union-attr]
+            if not key or prefix is None or not key.startswith(str(prefix) + "/") or ".." in key:
+                return _oss_error(403, "AccessDenied", "Invalid according to Policy: the key is outside the upload directory.")
+            if upload_file is None or isinstance(upload_file, str):
+                return _oss_error(400, "InvalidArgument", "The form has no file field.")
+            data = await upload_file.read()
+            if len(data) > int(limit):
+                return _oss_error(400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.")
+            content_type = fields.get("x-oss-content-type") or upload_file.content_type or "application/octet-stream"
+            state.media.put(f"uploads/{key}", Blob(data, content_type, None))
+            state.journal.record(
+                at=state.clock.now(), method="POST", path=request.url.path, provider=None,
+                operation="upload", status=200, headers=request.headers.items(), body=b"",
+                elapsed_ms=0.0, marks={"key": key, "bytes": len(data)},
+            )
+            return Response(b"", 200)
+        finally:
+            await form.close()
+
+    return upload

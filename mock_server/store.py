@@ -1,0 +1,71 @@
+"""Task storage for the mock: small immutable records, O(1) by id.
+
+A task is visible only to the key that created it, so every read takes the
+owner (a key digest) and answers None for anyone else, exactly as for an
+unknown id.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Protocol
+
+from contracts.task import Task
+
+__all__ = ["MemoryStore", "Store"]
+
+
+class Store(Protocol):
+    """What the mock needs from a task store; a shared (Redis) store implements the same."""
+
+    def put(self, task: Task) -> None: ...
+    def get(self, task_id: str, owner: str | None = None) -> Task | None: ...
+    def replace(self, old: Task, new: Task) -> bool: ...
+    def tasks(self, provider: str | None = None, owner: str | None = None) -> Iterator[Task]: ...
+    def clear(self) -> None: ...
+    def __len__(self) -> int: ...
+
+
+class MemoryStore:
+    """A dict of tasks; writes are compare-and-swap so a cancel never overwrites a newer record."""
+
+    def __init__(self, max_tasks: int = 200_000) -> None:
+        self._tasks: dict[str, Task] = {}
+        self._lock = threading.Lock()
+        self.max_tasks = max_tasks
+
+    def put(self, task: Task) -> None:
+        with self._lock:
+            if len(self._tasks) >= self.max_tasks:
+                # Oldest first: dicts keep insertion order.
+                self._tasks.pop(next(iter(self._tasks)))
+            self._tasks[task.id] = task
+
+    def get(self, task_id: str, owner: str | None = None) -> Task | None:
+        task = self._tasks.get(task_id)
+        if task is None or (owner is not None and task.owner != owner):
+            return None
+        return task
+
+    def replace(self, old: Task, new: Task) -> bool:
+        with self._lock:
+            if self._tasks.get(old.id) is not old:
+                return False
+            self._tasks[old.id] = new
+            return True
+
+    def tasks(self, provider: str | None = None, owner: str | None = None) -> Iterator[Task]:
+        for task in list(self._tasks.values()):
+            if provider is not None and task.provider != provider:
+                continue
+            if owner is not None and task.owner != owner:
+                continue
+            yield task
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tasks.clear()
+
+    def __len__(self) -> int:
+        return len(self._tasks)

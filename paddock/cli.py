@@ -1,0 +1,142 @@
+"""The ``paddock`` command.
+
+Every mistake a user can make on the command line ends in one line that says
+what was wrong and how to fix it, with exit status 2; nothing prints a
+traceback at a person.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from contracts import __version__
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    """A command-line mistake: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--speed takes a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"--speed takes a positive number, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"--port takes 0 to 65535, got {text!r}")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="paddock", description="Contract tests and a mock upstream for video-generation APIs.")
+    parser.add_argument("--version", action="version", version=f"paddock {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    serve = commands.add_parser("serve", help="run the mock upstream of every provider")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=8000, help="port to bind; 0 picks a free one (default 8000)")
+    serve.add_argument("--provider", help="also serve this provider's paths at the root")
+    serve.add_argument("--specs", type=Path, help="load the spec files from this directory instead of the built-in ones")
+    serve.add_argument("--timing", choices=["fast", "realistic", "instant"], default="fast",
+                       help="fast: seconds; realistic: the spec's distributions; instant: done at the first poll")
+    serve.add_argument("--speed", type=_speed, default=1.0, help="clock multiplier, e.g. 60 runs a minute per second")
+    serve.add_argument("--api-key", action="append", dest="api_keys", metavar="KEY",
+                       help="accept only this key (repeatable); default: any non-empty key")
+    serve.add_argument("--video-cache", type=Path, help="keep rendered result videos in this directory")
+    serve.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        if args.command == "serve":
+            return _serve(args)
+        raise UsageError(f"unknown command {args.command!r}")
+    except UsageError as exc:
+        print(f"paddock: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from contracts.spec import SpecError, load_specs
+
+    try:
+        specs = load_specs(args.specs)
+    except SpecError as exc:
+        raise UsageError(f"broken spec: {exc}") from None
+    if args.provider is not None and args.provider not in specs.specs:
+        raise UsageError(f"--provider {args.provider!r} is not one of {', '.join(specs.names())}")
+    sock = _bind(args.host, args.port)
+    import uvicorn
+
+    from mock_server.app import create_app
+
+    app = create_app(
+        specs,
+        timing=args.timing,
+        speed=args.speed,
+        api_keys=args.api_keys,
+        root_provider=args.provider,
+        video_cache_dir=args.video_cache,
+    )
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    base = f"http://{shown}:{port}"
+    print(f"paddock {__version__} mock upstream on {base}  (timing {args.timing}, speed {args.speed:g}x, "
+          f"keys: {'any non-empty' if not args.api_keys else len(args.api_keys)})")
+    for spec in specs:
+        prefix = f"{base}/{spec.provider}"
+        hint = spec.env_hint.format(base_url=prefix) if spec.env_hint else ""
+        print(f"  {spec.provider:<10} {prefix:<36} {hint}")
+        if spec.provider == args.provider:
+            root_hint = spec.env_hint.format(base_url=base) if spec.env_hint else ""
+            print(f"  {'(root)':<10} {base:<36} {root_hint}")
+    print(f"  {'admin':<10} {base}/_paddock   (requests, tasks, clock/advance, reset, media)", flush=True)
+    config = uvicorn.Config(app, log_level=args.log_level, access_log=False, lifespan="off")
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise UsageError(f"port {port} on {host} is already in use; pick another with --port") from None
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+if __name__ == "__main__":
+    sys.exit(main())
