@@ -380,8 +380,12 @@ def merge(base: Any, override: Any, *, null_deletes: bool = True) -> Any:
     """Deep-merge ``override`` onto ``base``: mappings merge, the rest replaces.
 
     Between spec files a null removes the inherited key; inside one response
-    shape (``null_deletes=False``) null is a JSON value to render.
+    shape (``null_deletes=False``) null is a JSON value to render. A mapping
+    with ``$replace: true`` replaces the inherited one whole: a wire shape that
+    differs is a new shape, not a patch on the old one.
     """
+    if isinstance(override, dict) and override.get("$replace") is True:
+        return {k: v for k, v in override.items() if k != "$replace"}
     if isinstance(base, dict) and isinstance(override, dict):
         out = dict(base)
         for key, value in override.items():
@@ -390,8 +394,10 @@ def merge(base: Any, override: Any, *, null_deletes: bool = True) -> Any:
             elif key in out:
                 out[key] = merge(out[key], value, null_deletes=null_deletes)
             else:
-                out[key] = value
+                out[key] = merge({}, value, null_deletes=null_deletes)
         return out
+    if isinstance(override, dict):
+        return merge({}, override, null_deletes=null_deletes)
     return override
 
 

@@ -192,7 +192,8 @@ class ProviderService:
         try:
             scenario = parse_scenario(spec, headers.get(SCENARIO_HEADER), prompt if isinstance(prompt, str) else None)
         except ScenarioError as exc:
-            return self.violation(Violation("header_invalid", "X-Paddock-Scenario", str(exc)), status=400)
+            # A mock-only header: the provider's envelope, but our own explanation.
+            return self.error(spec.violations["header_invalid"].error, str(exc), status=400)
         if not scenario.empty:
             marks["scenario"] = scenario.describe()
         if scenario.throttle:
