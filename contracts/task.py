@@ -108,10 +108,33 @@ class Task:
 
     def to_json(self) -> dict[str, Any]:
         """A plain-JSON form (for a shared store, the admin API and reports)."""
-        data = asdict(self)
-        data["request"]["parameters"] = dict(self.request.parameters)
-        data["request"]["explicit"] = sorted(self.request.explicit)
-        return data
+        request = self.request
+        return {
+            "id": self.id,
+            "provider": self.provider,
+            "owner": self.owner,
+            "request": {
+                "model": request.model,
+                "prompt": request.prompt,
+                "media": [
+                    {"type": m.type, "url": m.url, "origin": m.origin,
+                     "info": asdict(m.info) if m.info is not None else None}
+                    for m in request.media
+                ],
+                "parameters": dict(request.parameters),
+                "explicit": sorted(request.explicit),
+                "ignored": list(request.ignored),
+                "prompt_truncated": request.prompt_truncated,
+            },
+            "plan": asdict(self.plan),
+            "output": asdict(self.output),
+            "created_at": self.created_at,
+            "request_id": self.request_id,
+            "upstream_id": self.upstream_id,
+            "upstream_request_id": self.upstream_request_id,
+            "canceled_at": self.canceled_at,
+            "faults": list(self.faults),
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Task:

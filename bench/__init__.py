@@ -1,0 +1,1 @@
+"""Load benchmarks for the mock upstream; not shipped in the wheel, run with ``nox -s bench``."""

@@ -1,0 +1,47 @@
+"""Developer and CI entry points: ``nox`` runs tests, lint and typecheck; ``nox -s bench`` measures.
+
+Each session installs what it needs into its own virtualenv, so a clean
+checkout needs only ``nox`` (and ``wrk`` for the bench). Virtualenvs are
+reused between runs because installing PyAV and Pillow dominates a cold run.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The pytest suite; extra arguments go to pytest (``nox -s tests -- -k sdk``)."""
+    session.install("-e", ".[dev]")
+    session.run("python", "-m", "pytest", "-q", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff only: it needs neither the project nor its dependencies installed."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the packages listed in pyproject.toml, with the dev stubs."""
+    session.install("-e", ".[dev]")
+    session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """paddock vs a bare Starlette ceiling under wrk; not in the default run (~90 s, needs wrk).
+
+    The driver uses only the standard library, paddock and its dependencies
+    (Starlette, uvicorn), so installing the project is enough. Arguments go to
+    the driver (``nox -s bench -- --rounds 5``).
+    """
+    session.install("-e", ".")
+    session.run("python", "-m", "bench.load", *session.posargs)
