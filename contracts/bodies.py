@@ -61,7 +61,9 @@ def build_create_body(
     return body
 
 
-def _place_field_media(body: dict[str, Any], rules: ModelRules | None, media: Sequence[tuple[str, str]]) -> None:
+def _place_field_media(
+    body: dict[str, Any], rules: ModelRules | None, media: Sequence[tuple[str, str]]
+) -> None:
     grouped: dict[str, list[str]] = {}
     for media_type, url in media:
         grouped.setdefault(media_type, []).append(url)

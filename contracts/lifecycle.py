@@ -153,4 +153,4 @@ def output_shape(spec: Spec, rules: ModelRules, request: TaskRequest) -> OutputS
 
 
 def _even(value: float) -> int:
-    return max(2, int(round(value / 2)) * 2)
+    return max(2, round(value / 2) * 2)

@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 import jsonschema
+import jsonschema.exceptions
 import yaml
 
 from contracts.wire import CANONICAL_STATES, Template, TemplateError, compile_template
@@ -326,14 +327,14 @@ def load_specs(directory: str | Path | None = None) -> SpecSet:
         if not isinstance(name, str):
             raise SpecError(str(path), "provider", "must name the provider (a string)")
         if name in raw_docs:
-            raise SpecError(str(path), "provider", f"{name!r} is also defined in {raw_docs[name][0]}")
+            raise SpecError(
+                str(path), "provider", f"{name!r} is also defined in {raw_docs[name][0]}"
+            )
         raw_docs[name] = (path, doc)
     if not raw_docs:
         raise SpecError(str(root), "", "holds no *.yaml spec files")
     schema = _schema(_schema_path(root))
-    specs = {
-        name: _build(name, raw_docs, schema) for name in sorted(raw_docs)
-    }
+    specs = {name: _build(name, raw_docs, schema) for name in sorted(raw_docs)}
     return SpecSet(MappingProxyType(specs))
 
 
@@ -421,9 +422,8 @@ def _build(name: str, raw_docs: Mapping[str, tuple[Path, Json]], schema: Json) -
     doc = _resolve(name, raw_docs, (name,))
     doc = _expand_models(doc, file)
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(doc), key=lambda e: (len(e.absolute_path), str(e.path)))
-    if errors:
-        worst = errors[0]
+    worst = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+    if worst is not None:
         where = ".".join(str(p) for p in worst.absolute_path)
         note = f" (after extends {doc['extends']!r})" if "extends" in doc else ""
         raise SpecError(file + note, where, _schema_message(worst))
@@ -436,10 +436,7 @@ def _build(name: str, raw_docs: Mapping[str, tuple[Path, Json]], schema: Json) -
 def _schema_message(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         return f"unexpected key: {error.message.split('(')[-1].rstrip(')')}"
-    if error.validator == "oneOf" and error.context:
-        best = min(error.context, key=lambda e: len(e.path))
-        return best.message
-    return error.message
+    return str(error.message)
 
 
 def _expand_models(doc: Json, file: str) -> Json:
@@ -515,7 +512,9 @@ def _typed(doc: Json, file: str) -> Spec:
     for kind, body in doc["violations"].items():
         if body["error"] not in errors:
             raise fail(f"violations.{kind}.error", f"names unknown error {body['error']!r}")
-        violations[kind] = ViolationDef(kind, errors[body["error"]], body.get("message"), body["source"])
+        violations[kind] = ViolationDef(
+            kind, errors[body["error"]], body.get("message"), body["source"]
+        )
 
     # Operations.
     operations: dict[str, Operation] = {}
@@ -523,7 +522,9 @@ def _typed(doc: Json, file: str) -> Spec:
         for rule_name in ("unknown", "expired"):
             rule = body.get(rule_name)
             if rule and "error" in rule and rule["error"] not in errors:
-                raise fail(f"operations.{kind}.{rule_name}.error", f"names unknown error {rule['error']!r}")
+                raise fail(
+                    f"operations.{kind}.{rule_name}.error", f"names unknown error {rule['error']!r}"
+                )
         operations[kind] = Operation(
             kind=kind,
             method=body["method"],
@@ -534,7 +535,9 @@ def _typed(doc: Json, file: str) -> Spec:
                 for h, r in body.get("headers", {}).items()
             ),
             unknown=MappingProxyType(body["unknown"]) if body.get("unknown") else None,
-            expired=MappingProxyType(body.get("expired") or body.get("unknown") or {"state": "UNKNOWN"}),
+            expired=MappingProxyType(
+                body.get("expired") or body.get("unknown") or {"state": "UNKNOWN"}
+            ),
             cancelable=frozenset(body.get("cancelable", ())),
             source=body["source"],
         )
@@ -592,12 +595,17 @@ def _typed(doc: Json, file: str) -> Spec:
                 source=p["source"],
             )
             if param.has_default and param.enum is not None and param.default not in param.enum:
-                raise fail(where + ".default", f"{param.default!r} is not one of {list(param.enum)}")
+                raise fail(
+                    where + ".default", f"{param.default!r} is not one of {list(param.enum)}"
+                )
             if param.has_default and param.type in ("integer", "number"):
                 lo = param.minimum if param.minimum is not None else -math.inf
                 hi = param.maximum if param.maximum is not None else math.inf
                 if not lo <= param.default <= hi:
-                    raise fail(where + ".default", f"{param.default} is outside {_num(param.minimum)}..{_num(param.maximum)}")
+                    raise fail(
+                        where + ".default",
+                        f"{param.default} is outside {_num(param.minimum)}..{_num(param.maximum)}",
+                    )
             parameters[pname] = param
         for source_name in body["output"]["aspect"]:
             if source_name not in media and source_name not in parameters:
@@ -656,7 +664,9 @@ def _typed(doc: Json, file: str) -> Spec:
         file=file,
         digest=hashlib.sha256(canonical).hexdigest()[:16],
         raw=MappingProxyType(doc),
-        regions=MappingProxyType({k: v["url"].rstrip("/") for k, v in doc["hosts"]["regions"].items()}),
+        regions=MappingProxyType(
+            {k: v["url"].rstrip("/") for k, v in doc["hosts"]["regions"].items()}
+        ),
         default_region=doc["hosts"]["default"],
         api_key_env=doc["client"]["api_key_env"],
         env_hint=doc["client"].get("env_hint"),
@@ -680,7 +690,9 @@ def _typed(doc: Json, file: str) -> Spec:
         upload_header=(uploads["header"]["name"], uploads["header"]["value"])
         if uploads and "header" in uploads
         else None,
-        upload_policy_ttl=uploads["policy_ttl"]["value"] if uploads and "policy_ttl" in uploads else 300,
+        upload_policy_ttl=uploads["policy_ttl"]["value"]
+        if uploads and "policy_ttl" in uploads
+        else 300,
         upload_max_bytes=uploads["max_file_bytes"]["value"]
         if uploads and "max_file_bytes" in uploads
         else 100 * 1024 * 1024,
@@ -703,7 +715,9 @@ def _typed(doc: Json, file: str) -> Spec:
         ratios=MappingProxyType(dict(doc["ratios"])),
         create_response=tpl(responses["create"]["body"], "responses.create.body"),
         create_status=responses["create"]["status"],
-        query_response=QueryResponse(query["status"], MappingProxyType(query_states), query.get("source", "")),
+        query_response=QueryResponse(
+            query["status"], MappingProxyType(query_states), query.get("source", "")
+        ),
         cancel_response=tpl(responses["cancel"]["body"], "responses.cancel.body")
         if responses.get("cancel")
         else None,

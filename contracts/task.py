@@ -117,8 +117,12 @@ class Task:
                 "model": request.model,
                 "prompt": request.prompt,
                 "media": [
-                    {"type": m.type, "url": m.url, "origin": m.origin,
-                     "info": asdict(m.info) if m.info is not None else None}
+                    {
+                        "type": m.type,
+                        "url": m.url,
+                        "origin": m.origin,
+                        "info": asdict(m.info) if m.info is not None else None,
+                    }
                     for m in request.media
                 ],
                 "parameters": dict(request.parameters),

@@ -9,11 +9,11 @@ spec decides which catalogue error and which words answer it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import string
 from collections.abc import Callable, Mapping
-import dataclasses
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -136,12 +136,16 @@ def check_headers(spec: Spec, operation: str, headers: Mapping[str, str]) -> Vio
         value = headers.get(rule.name.lower())
         if value is None:
             return Violation(
-                "header_missing", rule.name, f"header {rule.name} is required",
+                "header_missing",
+                rule.name,
+                f"header {rule.name} is required",
                 {"allowed": rule.value},
             )
         if value.strip().lower() != rule.value.lower():
             return Violation(
-                "header_invalid", rule.name, f"header {rule.name} must be {rule.value!r}",
+                "header_invalid",
+                rule.name,
+                f"header {rule.name} must be {rule.value!r}",
                 {"allowed": rule.value, "value": value},
             )
     return None
@@ -156,12 +160,16 @@ def parse_json_body(
         got = headers.get("content-type", "")
         if got.split(";", 1)[0].strip().lower() != expected.lower():
             return None, Violation(
-                "content_type", "Content-Type", f"expected {expected}",
+                "content_type",
+                "Content-Type",
+                f"expected {expected}",
                 {"value": got or "(none)", "allowed": expected},
             )
     if len(body) > spec.body_limit:
         return None, Violation(
-            "body_too_large", None, f"{len(body)} bytes is over {spec.body_limit}",
+            "body_too_large",
+            None,
+            f"{len(body)} bytes is over {spec.body_limit}",
             {"value": len(body), "max": spec.body_limit},
         )
     try:
@@ -170,7 +178,9 @@ def parse_json_body(
         return None, Violation("body_not_json", None, str(exc).split(":", 1)[0])
     if not isinstance(doc, dict):
         return None, Violation(
-            "body_not_object", None, f"the body is a JSON {_json_type(doc)}",
+            "body_not_object",
+            None,
+            f"the body is a JSON {_json_type(doc)}",
             {"actual": _json_type(doc)},
         )
     return doc, None
@@ -191,7 +201,9 @@ def validate_create(
     rules = spec.models.get(model_name)
     if rules is None:
         return Violation(
-            "model_unknown", spec.model_path, f"{model_name!r} is not a model of {spec.provider}",
+            "model_unknown",
+            spec.model_path,
+            f"{model_name!r} is not a model of {spec.provider}",
             {"value": model_name, "allowed": ", ".join(spec.models)},
         )
     ctx = {"model": model_name}
@@ -217,7 +229,9 @@ def validate_create(
     elif rules.prompt.max_length is not None and len(prompt) > rules.prompt.max_length:
         if rules.prompt.overflow == "reject":
             return Violation(
-                "prompt_too_long", spec.prompt_path, "the prompt is too long",
+                "prompt_too_long",
+                spec.prompt_path,
+                "the prompt is too long",
                 {"value": len(prompt), "max": rules.prompt.max_length, **ctx},
             )
         prompt, truncated = prompt[: rules.prompt.max_length], True
@@ -248,7 +262,9 @@ def _collect_media(
     resolver: MediaResolver,
 ) -> tuple[MediaItem, ...] | Violation:
     found = (
-        _typed_list_media(spec, rules, doc) if spec.media_form == "typed_list" else _field_media(spec, rules, doc)
+        _typed_list_media(spec, rules, doc)
+        if spec.media_form == "typed_list"
+        else _field_media(spec, rules, doc)
     )
     if isinstance(found, Violation):
         return found
@@ -257,15 +273,22 @@ def _collect_media(
         by_type.setdefault(media_type, []).append((url, where))
     for media_type, rule in rules.media.items():
         count = len(by_type.get(media_type, ()))
-        values = {"model": rules.name, "media_type": media_type, "count": count,
-                  "min": rule.min, "max": rule.max}
+        values = {
+            "model": rules.name,
+            "media_type": media_type,
+            "count": count,
+            "min": rule.min,
+            "max": rule.max,
+        }
         if count == 0 and rule.min > 0:
             where = _media_field_name(spec, rule)
             return Violation("media_missing", where, f"{media_type} is required", values)
         if not rule.min <= count <= rule.max:
             return Violation(
-                "media_count", _media_field_name(spec, rule),
-                f"{count} {media_type} items; allowed {rule.min} to {rule.max}", values,
+                "media_count",
+                _media_field_name(spec, rule),
+                f"{count} {media_type} items; allowed {rule.min} to {rule.max}",
+                values,
             )
     items: list[MediaItem] = []
     for media_type, url, where in found:
@@ -296,9 +319,15 @@ def _typed_list_media(
             return _type_violation(where + ".type", "string", media_type)
         if media_type not in rules.media:
             return Violation(
-                "media_type", where + ".type", f"{media_type!r} is not accepted by {rules.name}",
-                {"model": rules.name, "media_type": media_type, "value": media_type,
-                 "allowed": ", ".join(rules.media) or "none"},
+                "media_type",
+                where + ".type",
+                f"{media_type!r} is not accepted by {rules.name}",
+                {
+                    "model": rules.name,
+                    "media_type": media_type,
+                    "value": media_type,
+                    "allowed": ", ".join(rules.media) or "none",
+                },
             )
         if not isinstance(url, str):
             return _type_violation(where + ".url", "string", url)
@@ -310,11 +339,18 @@ def _field_media(
     spec: Spec, rules: ModelRules, doc: Mapping[str, Any]
 ) -> list[tuple[str, str, str]] | Violation:
     accepted = {f.name for rule in rules.media.values() for f in rule.fields}
-    every = {f.name for model in spec.models.values() for rule in model.media.values() for f in rule.fields}
+    every = {
+        f.name
+        for model in spec.models.values()
+        for rule in model.media.values()
+        for f in rule.fields
+    }
     for name in sorted(every - accepted):
         if _get(doc, name) not in (_ABSENT, None):
             return Violation(
-                "media_type", name, f"{name} is not accepted by {rules.name}",
+                "media_type",
+                name,
+                f"{name} is not accepted by {rules.name}",
                 {"model": rules.name, "media_type": name, "value": name},
             )
     found: list[tuple[str, str, str]] = []
@@ -377,33 +413,60 @@ def _check_media(
 ) -> Violation | None:
     if info.kind != rule.kind or info.format.lower() not in rule.formats:
         return Violation(
-            "media_format", where, f"{info.kind}/{info.format} is not accepted",
+            "media_format",
+            where,
+            f"{info.kind}/{info.format} is not accepted",
             {**ctx, "value": info.format, "allowed": ", ".join(sorted(rule.formats))},
         )
     if rule.max_bytes is not None and info.bytes > rule.max_bytes:
         return Violation(
-            "media_bytes", where, f"{info.bytes} bytes is over {rule.max_bytes}",
+            "media_bytes",
+            where,
+            f"{info.bytes} bytes is over {rule.max_bytes}",
             {**ctx, "value": info.bytes, "max": rule.max_bytes},
         )
-    if rule.min_side is not None and info.width is not None and info.height is not None:
-        if min(info.width, info.height) < rule.min_side:
-            return Violation(
-                "media_dimensions", where, f"{info.width}x{info.height} has a side under {rule.min_side}",
-                {**ctx, "value": f"{info.width}x{info.height}", "min": rule.min_side},
-            )
+    if (
+        rule.min_side is not None
+        and info.width is not None
+        and info.height is not None
+        and min(info.width, info.height) < rule.min_side
+    ):
+        return Violation(
+            "media_dimensions",
+            where,
+            f"{info.width}x{info.height} has a side under {rule.min_side}",
+            {**ctx, "value": f"{info.width}x{info.height}", "min": rule.min_side},
+        )
     aspect = info.aspect
-    if aspect is not None and rule.aspect_min is not None and rule.aspect_max is not None:
-        if not rule.aspect_min <= aspect <= rule.aspect_max:
-            return Violation(
-                "media_aspect", where, f"aspect {aspect:.3f} is outside {rule.aspect_min}..{rule.aspect_max}",
-                {**ctx, "value": f"{aspect:.3f}", "min": rule.aspect_min, "max": rule.aspect_max},
-            )
-    if info.duration is not None and rule.duration_min is not None and rule.duration_max is not None:
-        if not rule.duration_min <= info.duration <= rule.duration_max:
-            return Violation(
-                "media_duration", where, f"{info.duration:.2f} s is outside {rule.duration_min}..{rule.duration_max} s",
-                {**ctx, "value": f"{info.duration:.2f}", "min": rule.duration_min, "max": rule.duration_max},
-            )
+    if (
+        aspect is not None
+        and rule.aspect_min is not None
+        and rule.aspect_max is not None
+        and not rule.aspect_min <= aspect <= rule.aspect_max
+    ):
+        return Violation(
+            "media_aspect",
+            where,
+            f"aspect {aspect:.3f} is outside {rule.aspect_min}..{rule.aspect_max}",
+            {**ctx, "value": f"{aspect:.3f}", "min": rule.aspect_min, "max": rule.aspect_max},
+        )
+    if (
+        info.duration is not None
+        and rule.duration_min is not None
+        and rule.duration_max is not None
+        and not rule.duration_min <= info.duration <= rule.duration_max
+    ):
+        return Violation(
+            "media_duration",
+            where,
+            f"{info.duration:.2f} s is outside {rule.duration_min}..{rule.duration_max} s",
+            {
+                **ctx,
+                "value": f"{info.duration:.2f}",
+                "min": rule.duration_min,
+                "max": rule.duration_max,
+            },
+        )
     return None
 
 
@@ -436,7 +499,9 @@ def _collect_parameters(
     resolved: dict[str, Any] = {}
     explicit: set[str] = set()
     for name, param in rules.parameters.items():
-        located = next(((p, c[name]) for p, c in containers if name in c and c[name] is not None), None)
+        located = next(
+            ((p, c[name]) for p, c in containers if name in c and c[name] is not None), None
+        )
         if located is None:
             if param.supported and param.has_default:
                 resolved[name] = param.default
@@ -454,18 +519,24 @@ def _collect_parameters(
 def _check_parameter(param: Parameter, value: Any, where: str, model: str) -> Violation | None:
     ctx = {"model": model, "value": _show(value)}
     if not param.supported:
-        return Violation("param_unsupported", where, f"{param.name} is not supported by {model}", ctx)
+        return Violation(
+            "param_unsupported", where, f"{param.name} is not supported by {model}", ctx
+        )
     if not _CHECKS[param.type](value):
         return _type_violation(where, param.type, value)
     if param.enum is not None and value not in param.enum:
         return Violation(
-            "param_enum", where, f"{_show(value)} is not one of {list(param.enum)}",
+            "param_enum",
+            where,
+            f"{_show(value)} is not one of {list(param.enum)}",
             {**ctx, "allowed": ", ".join(map(str, param.enum))},
         )
     low, high = param.minimum, param.maximum
     if (low is not None and value < low) or (high is not None and value > high):
         return Violation(
-            "param_range", where, f"{value} is outside {_num(low)}..{_num(high)}",
+            "param_range",
+            where,
+            f"{value} is outside {_num(low)}..{_num(high)}",
             {**ctx, "min": _num(low), "max": _num(high)},
         )
     return None
@@ -538,9 +609,16 @@ def _json_type(value: Any) -> str:
 def _type_violation(where: str, expected: str, value: Any) -> Violation:
     actual = _json_type(value)
     return Violation(
-        "field_type", where, f"expected {expected}, got {actual}",
-        {"expected": expected, "actual": actual, "json_type": actual,
-         "go_type": _GO_TYPES.get(expected, expected), "value": _show(value)},
+        "field_type",
+        where,
+        f"expected {expected}, got {actual}",
+        {
+            "expected": expected,
+            "actual": actual,
+            "json_type": actual,
+            "go_type": _GO_TYPES.get(expected, expected),
+            "value": _show(value),
+        },
     )
 
 

@@ -31,7 +31,9 @@ __all__ = [
 CANONICAL_STATES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN")
 
 _UTC8 = timezone(timedelta(hours=8))
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)((?:\|[A-Za-z_][A-Za-z0-9_]*(?::[A-Za-z0-9_]+)?)*)\}")
+_PLACEHOLDER = re.compile(
+    r"\{([A-Za-z_][A-Za-z0-9_.]*)((?:\|[A-Za-z_][A-Za-z0-9_]*(?::[A-Za-z0-9_]+)?)*)\}"
+)
 
 
 class _Missing:
@@ -214,9 +216,7 @@ class _Interpolation(_Node):
     def __init__(self, parts: list[str | _Var]) -> None:
         self.parts = parts
         self.vars = [p for p in parts if isinstance(p, _Var)]
-        regex = "".join(
-            "(.*?)" if isinstance(p, _Var) else re.escape(p) for p in parts
-        )
+        regex = "".join("(.*?)" if isinstance(p, _Var) else re.escape(p) for p in parts)
         self.pattern = re.compile(regex + r"\Z", re.DOTALL)
 
     def render(self, view: Mapping[str, Any]) -> Any:

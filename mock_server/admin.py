@@ -34,14 +34,17 @@ def _bad(message: str, status: int = 400) -> Response:
 
 def routes(state: MockState) -> list[BaseRoute]:
     async def health(request: Request) -> Response:
-        return json_response(200, {
-            "ok": True,
-            "providers": state.specs.names(),
-            "root_provider": state.root_provider,
-            "timing": state.timing,
-            "now": state.clock.now(),
-            "tasks": len(state.store),
-        })
+        return json_response(
+            200,
+            {
+                "ok": True,
+                "providers": state.specs.names(),
+                "root_provider": state.root_provider,
+                "timing": state.timing,
+                "now": state.clock.now(),
+                "tasks": len(state.store),
+            },
+        )
 
     async def requests(request: Request) -> Response:
         raw = request.query_params.get("limit", "100")
@@ -53,32 +56,42 @@ def routes(state: MockState) -> list[BaseRoute]:
     async def tasks(request: Request) -> Response:
         provider = request.query_params.get("provider")
         now = state.clock.now()
-        out = []
+        out: list[dict[str, Any]] = []
         for task in state.store.tasks(provider):
             spec = state.specs.specs.get(task.provider)
             retention = spec.task_retention if spec else math.inf
-            out.append({
-                "id": task.id,
-                "provider": task.provider,
-                "model": task.model,
-                "state": state_at(task, now, retention),
-                "owner": task.owner,
-                "created_at": task.created_at,
-                "parameters": dict(task.request.parameters),
-                "prompt": task.request.prompt,
-                "media": [
-                    {"type": m.type, "origin": m.origin, "info": m.info.summary() if m.info else None}
-                    for m in task.request.media
-                ],
-                "plan": {
-                    "pending": task.plan.pending if math.isfinite(task.plan.pending) else None,
-                    "running": task.plan.running if math.isfinite(task.plan.running) else None,
-                    "outcome": task.plan.outcome,
-                    "error_code": task.plan.error_code,
-                },
-                "output": {"width": task.output.width, "height": task.output.height,
-                           "duration": task.output.duration, "fps": task.output.fps},
-            })
+            out.append(
+                {
+                    "id": task.id,
+                    "provider": task.provider,
+                    "model": task.model,
+                    "state": state_at(task, now, retention),
+                    "owner": task.owner,
+                    "created_at": task.created_at,
+                    "parameters": dict(task.request.parameters),
+                    "prompt": task.request.prompt,
+                    "media": [
+                        {
+                            "type": m.type,
+                            "origin": m.origin,
+                            "info": m.info.summary() if m.info else None,
+                        }
+                        for m in task.request.media
+                    ],
+                    "plan": {
+                        "pending": task.plan.pending if math.isfinite(task.plan.pending) else None,
+                        "running": task.plan.running if math.isfinite(task.plan.running) else None,
+                        "outcome": task.plan.outcome,
+                        "error_code": task.plan.error_code,
+                    },
+                    "output": {
+                        "width": task.output.width,
+                        "height": task.output.height,
+                        "duration": task.output.duration,
+                        "fps": task.output.fps,
+                    },
+                }
+            )
         out.sort(key=lambda t: t["created_at"], reverse=True)
         return json_response(200, {"tasks": out})
 
@@ -88,7 +101,11 @@ def routes(state: MockState) -> list[BaseRoute]:
         except ValueError:
             return _bad('send JSON like {"seconds": 60}')
         seconds = doc.get("seconds") if isinstance(doc, dict) else None
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not math.isfinite(seconds)
+        ):
             return _bad('"seconds" must be a number, e.g. {"seconds": 60}')
         if seconds < 0:
             return _bad("the clock only moves forward; send a positive number of seconds")

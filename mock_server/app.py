@@ -54,11 +54,13 @@ class MockState:
     def result_url(self, base_url: str, provider: str, task_id: str, expires: int) -> str:
         """A signed, expiring link to a task's video, in the shape of an OSS link."""
         path = f"/_storage/results/{provider}/{task_id}.mp4"
-        query = urlencode({
-            "Expires": expires,
-            "OSSAccessKeyId": self.signer.access_key_id,
-            "Signature": self.signer.sign(path, str(expires)),
-        })
+        query = urlencode(
+            {
+                "Expires": expires,
+                "OSSAccessKeyId": self.signer.access_key_id,
+                "Signature": self.signer.sign(path, str(expires)),
+            }
+        )
         return f"{base_url.rstrip('/')}{path}?{query}"
 
     def reset(self) -> None:
@@ -105,7 +107,9 @@ def create_app(
     )
     routes: list[BaseRoute] = [
         *admin.routes(state),
-        Route("/_storage/results/{provider}/{task_id}.mp4", _download(state), methods=["GET", "HEAD"]),
+        Route(
+            "/_storage/results/{provider}/{task_id}.mp4", _download(state), methods=["GET", "HEAD"]
+        ),
         Route("/_storage/oss", _upload(state), methods=["POST"]),
     ]
     for spec in specs:
@@ -144,11 +148,18 @@ def _download(state: MockState) -> Any:
         expires = request.query_params.get("Expires", "")
         signature = request.query_params.get("Signature", "")
         spec = state.specs.specs.get(provider)
-        if spec is None or not expires.isdigit() or not state.signer.verify(signature, path, expires):
-            return _oss_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match.")
+        if (
+            spec is None
+            or not expires.isdigit()
+            or not state.signer.verify(signature, path, expires)
+        ):
+            return _oss_error(
+                403, "SignatureDoesNotMatch", "The request signature we calculated does not match."
+            )
         if spec.refuses_authorization and "authorization" in request.headers:
             return _oss_error(
-                403, "SignatureDoesNotMatch",
+                403,
+                "SignatureDoesNotMatch",
                 "The request signature we calculated does not match the signature you provided "
                 "(an Authorization header was sent with a signed URL).",
             )
@@ -191,6 +202,22 @@ def _ranged(request: Request, data: bytes, content_type: str) -> Response:
     return Response(body, 200, headers=headers, media_type=content_type)
 
 
+def _policy_terms(doc: dict[str, Any]) -> tuple[float, str | None, int]:
+    """(expiration, key prefix, size limit) from a policy document we issued."""
+    expiration = doc.get("expiration")
+    prefix: str | None = None
+    limit = 0
+    conditions = doc.get("conditions")
+    for condition in conditions if isinstance(conditions, list) else ():
+        if not isinstance(condition, list) or len(condition) != 3:
+            continue
+        if condition[:2] == ["starts-with", "$key"]:
+            prefix = str(condition[2])
+        elif condition[0] == "content-length-range" and isinstance(condition[2], int):
+            limit = condition[2]
+    return (float(expiration) if isinstance(expiration, (int, float)) else 0.0), prefix, limit
+
+
 def _upload(state: MockState) -> Any:
     async def upload(request: Request) -> Response:
         try:
@@ -203,28 +230,47 @@ def _upload(state: MockState) -> Any:
             key = fields.get("key", "")
             upload_file = form.get("file")
             if not state.signer.verify(fields.get("Signature", ""), "policy", policy):
-                return _oss_error(403, "SignatureDoesNotMatch", "The policy signature does not match.")
+                return _oss_error(
+                    403, "SignatureDoesNotMatch", "The policy signature does not match."
+                )
             doc = state.media.read_policy(policy)
             if doc is None:
                 return _oss_error(400, "InvalidPolicyDocument", "The policy is not valid.")
-            if state.clock.now() > float(doc.get("expiration", 0)):  # type: ignore[arg-type]
-                return _oss_error(403, "AccessDenied", "Invalid according to Policy: Policy expired.")
-            conditions = doc.get("conditions", [])
-            prefix = next((c[2] for c in conditions if isinstance(c, list) and c[:2] == ["starts-with", "$key"]), None)  # type: ignore[union-attr]
-            limit = next((c[2] for c in conditions if isinstance(c, list) and c[0] == "content-length-range"), 0)  # type: ignore[union-attr]
+            expiration, prefix, limit = _policy_terms(doc)
+            if state.clock.now() > expiration:
+                return _oss_error(
+                    403, "AccessDenied", "Invalid according to Policy: Policy expired."
+                )
             if not key or prefix is None or not key.startswith(str(prefix) + "/") or ".." in key:
-                return _oss_error(403, "AccessDenied", "Invalid according to Policy: the key is outside the upload directory.")
+                return _oss_error(
+                    403,
+                    "AccessDenied",
+                    "Invalid according to Policy: the key is outside the upload directory.",
+                )
             if upload_file is None or isinstance(upload_file, str):
                 return _oss_error(400, "InvalidArgument", "The form has no file field.")
             data = await upload_file.read()
             if len(data) > int(limit):
-                return _oss_error(400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.")
-            content_type = fields.get("x-oss-content-type") or upload_file.content_type or "application/octet-stream"
+                return _oss_error(
+                    400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size."
+                )
+            content_type = (
+                fields.get("x-oss-content-type")
+                or upload_file.content_type
+                or "application/octet-stream"
+            )
             state.media.put(f"uploads/{key}", Blob(data, content_type, None))
             state.journal.record(
-                at=state.clock.now(), method="POST", path=request.url.path, provider=None,
-                operation="upload", status=200, headers=request.headers.items(), body=b"",
-                elapsed_ms=0.0, marks={"key": key, "bytes": len(data)},
+                at=state.clock.now(),
+                method="POST",
+                path=request.url.path,
+                provider=None,
+                operation="upload",
+                status=200,
+                headers=request.headers.items(),
+                body=b"",
+                elapsed_ms=0.0,
+                marks={"key": key, "bytes": len(data)},
             )
             return Response(b"", 200)
         finally:

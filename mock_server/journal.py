@@ -16,7 +16,9 @@ from typing import Any
 
 __all__ = ["Journal", "redact_headers", "summarize_body"]
 
-_SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "cookie", "proxy-authorization"})
+_SECRET_HEADERS = frozenset(
+    {"authorization", "x-api-key", "api-key", "cookie", "proxy-authorization"}
+)
 _BODY_KEEP = 16 * 1024
 _DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*,[A-Za-z0-9+/=%_.-]{64,}")
 
@@ -36,7 +38,9 @@ def redact_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
 def summarize_body(body: bytes) -> str:
     """The body as text with data: URIs elided and the size capped."""
     text = body[:_BODY_KEEP].decode("utf-8", "replace")
-    text = _DATA_URI.sub(lambda m: f"data:{m.group(1) or ''};<{len(m.group(0))} chars elided>", text)
+    text = _DATA_URI.sub(
+        lambda m: f"data:{m.group(1) or ''};<{len(m.group(0))} chars elided>", text
+    )
     if len(body) > _BODY_KEEP:
         text += f"…<{len(body) - _BODY_KEEP} more bytes>"
     return text
@@ -65,24 +69,49 @@ class Journal:
         task_id: str | None = None,
     ) -> None:
         self._entries.append(
-            (next(self._ids), at, method, path, provider, operation, status,
-             redact_headers(headers), body[: _BODY_KEEP + 1] if body else b"", elapsed_ms,
-             dict(marks) if marks else None, task_id)
+            (
+                next(self._ids),
+                at,
+                method,
+                path,
+                provider,
+                operation,
+                status,
+                redact_headers(headers),
+                body[: _BODY_KEEP + 1] if body else b"",
+                elapsed_ms,
+                dict(marks) if marks else None,
+                task_id,
+            )
         )
 
-    def entries(self, limit: int | None = None, provider: str | None = None) -> list[dict[str, Any]]:
+    def entries(
+        self, limit: int | None = None, provider: str | None = None
+    ) -> list[dict[str, Any]]:
         """Newest first, as JSON-able dicts."""
         out: list[dict[str, Any]] = []
         for entry in reversed(self._entries):
-            (seq, at, method, path, prov, op, status, headers, body, elapsed, marks, task_id) = entry
+            (seq, at, method, path, prov, op, status, headers, body, elapsed, marks, task_id) = (
+                entry
+            )
             if provider is not None and prov != provider:
                 continue
-            out.append({
-                "seq": seq, "at": at, "method": method, "path": path, "provider": prov,
-                "operation": op, "status": status, "headers": headers,
-                "body": summarize_body(body) if body else "", "elapsed_ms": round(elapsed, 3),
-                "marks": marks or {}, "task_id": task_id,
-            })
+            out.append(
+                {
+                    "seq": seq,
+                    "at": at,
+                    "method": method,
+                    "path": path,
+                    "provider": prov,
+                    "operation": op,
+                    "status": status,
+                    "headers": headers,
+                    "body": summarize_body(body) if body else "",
+                    "elapsed_ms": round(elapsed, 3),
+                    "marks": marks or {},
+                    "task_id": task_id,
+                }
+            )
             if limit is not None and len(out) >= limit:
                 break
         return out

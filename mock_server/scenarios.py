@@ -63,7 +63,9 @@ class Scenario:
             plan = replace(plan, running=math.inf)
         if self.fail is not None:
             error = spec.error(self.fail)
-            plan = replace(plan, outcome="FAILED", error_code=error.key, error_message=error.message)
+            plan = replace(
+                plan, outcome="FAILED", error_code=error.key, error_message=error.message
+            )
         return plan
 
 
@@ -86,10 +88,14 @@ def parse_scenario(spec: Spec, header: str | None, prompt: str | None) -> Scenar
         arg = arg.strip()
         if name in ("fail", "reject"):
             if not arg:
-                raise ScenarioError(f"scenario item {item!r} needs a code, e.g. {name}=InvalidParameter")
+                raise ScenarioError(
+                    f"scenario item {item!r} needs a code, e.g. {name}=InvalidParameter"
+                )
             if not spec.has_error(arg):
                 known = ", ".join(sorted(spec.errors))
-                raise ScenarioError(f"scenario {name}={arg}: {spec.provider} has no error {arg!r}; known: {known}")
+                raise ScenarioError(
+                    f"scenario {name}={arg}: {spec.provider} has no error {arg!r}; known: {known}"
+                )
             values[name] = spec.error(arg).key
         elif name == "stuck":
             state = (arg or "running").upper()

@@ -78,7 +78,7 @@ class ProviderService:
     # -- routing --------------------------------------------------------------------------------
 
     def routes(self, prefix: str) -> list[BaseRoute]:
-        """Every operation at ``prefix`` + its documented path, then a catch-all in this envelope."""
+        """Each operation at ``prefix`` + its documented path, then a catch-all in this envelope."""
         routes: list[BaseRoute] = []
         for op in self.spec.operations.values():
             routes.append(Route(prefix + op.path, self._endpoint(op), methods=ALL_METHODS))
@@ -97,7 +97,9 @@ class ProviderService:
             task_id: str | None = request.path_params.get("task_id")
             try:
                 if request.method != op.method:
-                    response = self.violation(Violation("route_unknown", None, f"{request.method} is not allowed here"))
+                    response = self.violation(
+                        Violation("route_unknown", None, f"{request.method} is not allowed here")
+                    )
                 else:
                     if op.kind == "create":
                         body = await self._read_body(request)
@@ -127,21 +129,41 @@ class ProviderService:
     async def _not_found(self, request: Request) -> Response:
         response = self.violation(Violation("route_unknown", None, f"no route {request.url.path}"))
         self.state.journal.record(
-            at=self.state.clock.now(), method=request.method, path=request.url.path,
-            provider=self.spec.provider, operation=None, status=response.status_code,
-            headers=request.headers.items(), body=b"", elapsed_ms=0.0,
+            at=self.state.clock.now(),
+            method=request.method,
+            path=request.url.path,
+            provider=self.spec.provider,
+            operation=None,
+            status=response.status_code,
+            headers=request.headers.items(),
+            body=b"",
+            elapsed_ms=0.0,
         )
         return response
 
     # -- shared steps ---------------------------------------------------------------------------
 
-    def violation(self, violation: Violation, *, status: int | None = None, headers: Mapping[str, str] | None = None) -> Response:
+    def violation(
+        self,
+        violation: Violation,
+        *,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
         error, message = violation.resolve(self.spec)
         return self.error(error, message, status=status, headers=headers)
 
-    def error(self, error: ErrorDef, message: str | None = None, *, status: int | None = None,
-              headers: Mapping[str, str] | None = None) -> Response:
-        view = error_view(error, message if message is not None else error.message, str(uuid.uuid4()))
+    def error(
+        self,
+        error: ErrorDef,
+        message: str | None = None,
+        *,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        view = error_view(
+            error, message if message is not None else error.message, str(uuid.uuid4())
+        )
         payload = self.spec.envelopes[error.envelope].render(view)
         return json_response(status or error.status, payload, headers)
 
@@ -190,7 +212,9 @@ class ProviderService:
         assert doc is not None
         prompt = _dig(doc, spec.prompt_path)
         try:
-            scenario = parse_scenario(spec, headers.get(SCENARIO_HEADER), prompt if isinstance(prompt, str) else None)
+            scenario = parse_scenario(
+                spec, headers.get(SCENARIO_HEADER), prompt if isinstance(prompt, str) else None
+            )
         except ScenarioError as exc:
             # A mock-only header: the provider's envelope, but our own explanation.
             return self.error(spec.violations["header_invalid"].error, str(exc), status=400)
@@ -206,7 +230,11 @@ class ProviderService:
             return self.violation(result)
         if result.media:
             marks["media"] = [
-                {"type": m.type, "origin": m.origin, **({"info": m.info.summary()} if m.info else {"verified": False})}
+                {
+                    "type": m.type,
+                    "origin": m.origin,
+                    **({"info": m.info.summary()} if m.info else {"verified": False}),
+                }
                 for m in result.media
             ]
         if result.ignored:
@@ -255,7 +283,9 @@ class ProviderService:
         if task is None:
             return self._unknown(op.unknown or {"state": "UNKNOWN"}, task_id, request_id)
         if "query_5xx" in task.faults:
-            self.state.store.replace(task, replace(task, faults=tuple(f for f in task.faults if f != "query_5xx")))
+            self.state.store.replace(
+                task, replace(task, faults=tuple(f for f in task.faults if f != "query_5xx"))
+            )
             marks["fault"] = "flaky"
             return self.violation(Violation("server_error"))
         state = state_at(task, now, spec.task_retention)
@@ -264,15 +294,23 @@ class ProviderService:
         result_url = self._result_url(request, task, now) if state == "SUCCEEDED" else None
         view = task_view(spec, task, now, request_id=request_id, result_url=result_url, state=state)
         marks["state"] = state
-        return json_response(spec.query_response.status, spec.query_response.states[state].render(view))
+        return json_response(
+            spec.query_response.status, spec.query_response.states[state].render(view)
+        )
 
     def _unknown(self, rule: Mapping[str, str], task_id: str, request_id: str) -> Response:
         if "error" in rule:
             return self.error(self.spec.error(rule["error"]))
-        view = {"request_id": request_id, "state": rule.get("state", "UNKNOWN"), "task.id": task_id}
+        view: dict[str, Any] = {
+            "request_id": request_id,
+            "state": rule.get("state", "UNKNOWN"),
+            "task.id": task_id,
+        }
         if self.spec.progress is not None:
             view["progress"] = self.spec.progress.get("UNKNOWN", (0,))[0]
-        return json_response(self.spec.query_response.status, self.spec.query_response.states["UNKNOWN"].render(view))
+        return json_response(
+            self.spec.query_response.status, self.spec.query_response.states["UNKNOWN"].render(view)
+        )
 
     async def _cancel(self, request: Request, marks: dict[str, Any]) -> Response:
         spec = self.spec
@@ -284,10 +322,14 @@ class ProviderService:
             return self.violation(Violation("cancel_refused", None, "unknown task"))
         state = state_at(task, now, spec.task_retention)
         marks["state"] = state
-        if state not in op.cancelable or not self.state.store.replace(task, replace(task, canceled_at=now)):
+        if state not in op.cancelable or not self.state.store.replace(
+            task, replace(task, canceled_at=now)
+        ):
             return self.violation(Violation("cancel_refused", None, f"the task is {state}"))
         assert spec.cancel_response is not None
-        return json_response(200, spec.cancel_response.render({"request_id": str(uuid.uuid4()), "task.id": task.id}))
+        return json_response(
+            200, spec.cancel_response.render({"request_id": str(uuid.uuid4()), "task.id": task.id})
+        )
 
     async def _list(self, request: Request, marks: dict[str, Any]) -> Response:
         spec = self.spec
@@ -306,15 +348,29 @@ class ProviderService:
                 bounds.append(None)
                 continue
             try:
-                bounds.append(datetime.strptime(raw, "%Y%m%d%H%M%S").replace(tzinfo=_UTC8).timestamp())
+                bounds.append(
+                    datetime.strptime(raw, "%Y%m%d%H%M%S").replace(tzinfo=_UTC8).timestamp()
+                )
             except ValueError:
-                return self.violation(Violation("field_type", name, "expected YYYYMMDDhhmmss",
-                                                {"expected": "YYYYMMDDhhmmss", "actual": raw, "value": raw}))
+                return self.violation(
+                    Violation(
+                        "field_type",
+                        name,
+                        "expected YYYYMMDDhhmmss",
+                        {"expected": "YYYYMMDDhhmmss", "actual": raw, "value": raw},
+                    )
+                )
         status = query.get("status")
         if status is not None and status not in spec.vocabularies["status"]:
             allowed = ", ".join(spec.vocabularies["status"])
-            return self.violation(Violation("param_enum", "status", f"{status} is not a status",
-                                            {"value": status, "allowed": allowed}))
+            return self.violation(
+                Violation(
+                    "param_enum",
+                    "status",
+                    f"{status} is not a status",
+                    {"value": status, "allowed": allowed},
+                )
+            )
         model = query.get("model_name")
         now = self.state.clock.now()
         rows: list[tuple[Task, str]] = []
@@ -352,14 +408,26 @@ class ProviderService:
         query = request.query_params
         action = query.get("action")
         if action != "getPolicy":
-            return self.violation(Violation("param_enum", "action", "action must be getPolicy",
-                                            {"value": action or "(none)", "allowed": "getPolicy"}))
+            return self.violation(
+                Violation(
+                    "param_enum",
+                    "action",
+                    "action must be getPolicy",
+                    {"value": action or "(none)", "allowed": "getPolicy"},
+                )
+            )
         model = query.get("model")
         if not model:
             return self.violation(Violation("model_missing", "model", "no model was named"))
         if model not in spec.models:
-            return self.violation(Violation("model_unknown", "model", f"{model!r} is unknown",
-                                            {"value": model, "allowed": ", ".join(spec.models)}))
+            return self.violation(
+                Violation(
+                    "model_unknown",
+                    "model",
+                    f"{model!r} is unknown",
+                    {"value": model, "allowed": ", ".join(spec.models)},
+                )
+            )
         now = self.state.clock.now()
         policy = self.state.media.issue_policy(
             self.state.signer, owner, model, now, spec.upload_policy_ttl, spec.upload_max_bytes
@@ -393,9 +461,17 @@ def _int_param(raw: str | None, name: str, default: int, low: int, high: int) ->
     try:
         value = int(raw)
     except ValueError:
-        return Violation("field_type", name, "expected an integer",
-                         {"expected": "integer", "actual": "string", "value": raw})
+        return Violation(
+            "field_type",
+            name,
+            "expected an integer",
+            {"expected": "integer", "actual": "string", "value": raw},
+        )
     if not low <= value <= high:
-        return Violation("param_range", name, f"{value} is outside {low}..{high}",
-                         {"value": value, "min": low, "max": high})
+        return Violation(
+            "param_range",
+            name,
+            f"{value} is outside {low}..{high}",
+            {"value": value, "min": low, "max": high},
+        )
     return value

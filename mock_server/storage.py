@@ -17,6 +17,7 @@ import secrets
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from contracts.media import MediaError, MediaInfo, decode_data_uri, probe
@@ -102,17 +103,26 @@ class MediaStore:
         self.put(f"hosted/{key}", blob)
         return key, blob
 
-    def issue_policy(self, signer: Signer, owner: str, model: str, now: float, ttl: int, max_bytes: int) -> UploadPolicy:
+    def issue_policy(
+        self, signer: Signer, owner: str, model: str, now: float, ttl: int, max_bytes: int
+    ) -> UploadPolicy:
         directory = f"dashscope-instant/{owner[:16]}/{model}/{secrets.token_hex(8)}"
         expires = now + ttl
-        policy = _b64(json.dumps({
-            "expiration": expires,
-            "conditions": [["starts-with", "$key", directory], ["content-length-range", 0, max_bytes]],
-        }).encode())
+        policy = _b64(
+            json.dumps(
+                {
+                    "expiration": expires,
+                    "conditions": [
+                        ["starts-with", "$key", directory],
+                        ["content-length-range", 0, max_bytes],
+                    ],
+                }
+            ).encode()
+        )
         return UploadPolicy(policy, signer.sign("policy", policy), directory, expires, max_bytes)
 
     @staticmethod
-    def read_policy(policy: str) -> dict[str, object] | None:
+    def read_policy(policy: str) -> dict[str, Any] | None:
         try:
             padded = policy + "=" * (-len(policy) % 4)
             doc = json.loads(base64.urlsafe_b64decode(padded))
@@ -136,7 +146,7 @@ class MockMediaResolver:
             except MediaError as exc:
                 raise MediaUnavailable("media_unreadable", str(exc)) from None
         if self._upload_scheme and url.startswith(self._upload_scheme):
-            key = url[len(self._upload_scheme):]
+            key = url[len(self._upload_scheme) :]
             blob = self._store.get(f"uploads/{key}")
             if blob is None:
                 raise MediaUnavailable("media_url", f"no uploaded file at {url!r}; upload it first")
@@ -144,7 +154,7 @@ class MockMediaResolver:
         check_remote_url(url)
         path = urlsplit(url).path
         if path.startswith(HOSTED_PREFIX):
-            blob = self._store.get("hosted/" + path[len(HOSTED_PREFIX):])
+            blob = self._store.get("hosted/" + path[len(HOSTED_PREFIX) :])
             if blob is not None:
                 return "hosted", self._probed(blob)
         return "remote", None

@@ -46,22 +46,48 @@ def _port(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="paddock", description="Contract tests and a mock upstream for video-generation APIs.")
+    parser = _Parser(
+        prog="paddock", description="Contract tests and a mock upstream for video-generation APIs."
+    )
     parser.add_argument("--version", action="version", version=f"paddock {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     serve = commands.add_parser("serve", help="run the mock upstream of every provider")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=_port, default=8000, help="port to bind; 0 picks a free one (default 8000)")
+    serve.add_argument(
+        "--port", type=_port, default=8000, help="port to bind; 0 picks a free one (default 8000)"
+    )
     serve.add_argument("--provider", help="also serve this provider's paths at the root")
-    serve.add_argument("--specs", type=Path, help="load the spec files from this directory instead of the built-in ones")
-    serve.add_argument("--timing", choices=["fast", "realistic", "instant"], default="fast",
-                       help="fast: seconds; realistic: the spec's distributions; instant: done at the first poll")
-    serve.add_argument("--speed", type=_speed, default=1.0, help="clock multiplier, e.g. 60 runs a minute per second")
-    serve.add_argument("--api-key", action="append", dest="api_keys", metavar="KEY",
-                       help="accept only this key (repeatable); default: any non-empty key")
-    serve.add_argument("--video-cache", type=Path, help="keep rendered result videos in this directory")
-    serve.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--specs",
+        type=Path,
+        help="load the spec files from this directory instead of the built-in ones",
+    )
+    serve.add_argument(
+        "--timing",
+        choices=["fast", "realistic", "instant"],
+        default="fast",
+        help="fast: seconds; realistic: the spec's distributions; instant: done at the first poll",
+    )
+    serve.add_argument(
+        "--speed",
+        type=_speed,
+        default=1.0,
+        help="clock multiplier, e.g. 60 runs a minute per second",
+    )
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        dest="api_keys",
+        metavar="KEY",
+        help="accept only this key (repeatable); default: any non-empty key",
+    )
+    serve.add_argument(
+        "--video-cache", type=Path, help="keep rendered result videos in this directory"
+    )
+    serve.add_argument(
+        "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
+    )
     return parser
 
 
@@ -107,8 +133,11 @@ def _serve(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     base = f"http://{shown}:{port}"
-    print(f"paddock {__version__} mock upstream on {base}  (timing {args.timing}, speed {args.speed:g}x, "
-          f"keys: {'any non-empty' if not args.api_keys else len(args.api_keys)})")
+    print(
+        f"paddock {__version__} mock upstream on {base}  "
+        f"(timing {args.timing}, speed {args.speed:g}x, "
+        f"keys: {'any non-empty' if not args.api_keys else len(args.api_keys)})"
+    )
     for spec in specs:
         prefix = f"{base}/{spec.provider}"
         hint = spec.env_hint.format(base_url=prefix) if spec.env_hint else ""
@@ -116,7 +145,10 @@ def _serve(args: argparse.Namespace) -> int:
         if spec.provider == args.provider:
             root_hint = spec.env_hint.format(base_url=base) if spec.env_hint else ""
             print(f"  {'(root)':<10} {base:<36} {root_hint}")
-    print(f"  {'admin':<10} {base}/_paddock   (requests, tasks, clock/advance, reset, media)", flush=True)
+    print(
+        f"  {'admin':<10} {base}/_paddock   (requests, tasks, clock/advance, reset, media)",
+        flush=True,
+    )
     config = uvicorn.Config(app, log_level=args.log_level, access_log=False, lifespan="off")
     uvicorn.Server(config).run(sockets=[sock])
     return 0
@@ -131,7 +163,9 @@ def _bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise UsageError(f"port {port} on {host} is already in use; pick another with --port") from None
+            raise UsageError(
+                f"port {port} on {host} is already in use; pick another with --port"
+            ) from None
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.listen(2048)
     sock.set_inheritable(True)

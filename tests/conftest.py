@@ -82,10 +82,14 @@ class Mock:
         self.state.clock.advance(seconds)
 
     def create(self, provider: str, body: dict[str, Any], **headers: str) -> Any:
-        return self.client.post(CREATE_PATHS[provider], json=body, headers={**HEADERS[provider], **headers})
+        return self.client.post(
+            CREATE_PATHS[provider], json=body, headers={**HEADERS[provider], **headers}
+        )
 
     def query(self, provider: str, task_id: str, key: str = KEY) -> Any:
-        return self.client.get(QUERY_PATHS[provider].format(task_id), headers={"Authorization": f"Bearer {key}"})
+        return self.client.get(
+            QUERY_PATHS[provider].format(task_id), headers={"Authorization": f"Bearer {key}"}
+        )
 
 
 @pytest.fixture(scope="session")
@@ -140,7 +144,9 @@ def serve() -> Iterator[Callable[..., LiveServer]]:
     def start(**options: Any) -> LiveServer:
         app = create_app(**options)
         port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

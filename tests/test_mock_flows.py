@@ -19,7 +19,9 @@ SEED_003_DASHSCOPE = {
     "model": "happyhorse-1.0-i2v",
     "input": {
         "prompt": "A cat running on the grass",
-        "media": [{"type": "first_frame", "url": "https://cdn.translate.alibaba.com/r/wanx-demo-1.png"}],
+        "media": [
+            {"type": "first_frame", "url": "https://cdn.translate.alibaba.com/r/wanx-demo-1.png"}
+        ],
     },
     "parameters": {"resolution": "720P", "duration": 5},
 }
@@ -83,7 +85,11 @@ def test_dashscope_seed_example_walks_every_documented_state(mock: Mock) -> None
     assert UUID.match(task_id)
 
     pending = mock.query("dashscope", task_id).json()
-    assert pending["output"] == {"task_id": task_id, "task_status": "PENDING", "submit_time": pending["output"]["submit_time"]}
+    assert pending["output"] == {
+        "task_id": task_id,
+        "task_status": "PENDING",
+        "submit_time": pending["output"]["submit_time"],
+    }
     assert UTC8.match(pending["output"]["submit_time"])
 
     task = mock.state.store.get(task_id)
@@ -100,8 +106,13 @@ def test_dashscope_seed_example_walks_every_documented_state(mock: Mock) -> None
     assert out["submit_time"] <= out["scheduled_time"] <= out["end_time"]
     assert out["video_url"].startswith("http://testserver/_storage/results/dashscope/")
     assert "Expires=" in out["video_url"] and "Signature=" in out["video_url"]
-    assert done["usage"] == {"duration": 5, "input_video_duration": 0, "output_video_duration": 5,
-                             "video_count": 1, "SR": "720"}
+    assert done["usage"] == {
+        "duration": 5,
+        "input_video_duration": 0,
+        "output_video_duration": 5,
+        "video_count": 1,
+        "SR": "720",
+    }
 
     # Terminal states are sticky; past the 24 h retention the id answers UNKNOWN.
     assert run_to(mock, "dashscope", task_id, 3600)["output"]["task_status"] == "SUCCEEDED"
@@ -112,32 +123,50 @@ def test_dashscope_seed_example_walks_every_documented_state(mock: Mock) -> None
 def test_dashscope_unknown_id_answers_200_unknown(mock: Mock) -> None:
     response = mock.query("dashscope", "0385dc79-5ff8-4d82-bcb6-000000000000")
     assert response.status_code == 200
-    assert response.json()["output"] == {"task_id": "0385dc79-5ff8-4d82-bcb6-000000000000", "task_status": "UNKNOWN"}
+    assert response.json()["output"] == {
+        "task_id": "0385dc79-5ff8-4d82-bcb6-000000000000",
+        "task_status": "UNKNOWN",
+    }
 
 
 def test_dashscope_defaults_differ_from_apiyi(mock: Mock) -> None:
-    body = {"model": "happyhorse-1.0-i2v", "input": {"prompt": "x", "media": SEED_003_DASHSCOPE["input"]["media"]}}
+    body = {
+        "model": "happyhorse-1.0-i2v",
+        "input": {"prompt": "x", "media": SEED_003_DASHSCOPE["input"]["media"]},
+    }
     ds = mock.state.store.get(mock.create("dashscope", body).json()["output"]["task_id"])
     ay = mock.state.store.get(mock.create("apiyi", body).json()["output"]["task_id"])
     assert ds is not None and ay is not None
-    assert (ds.request.parameters["resolution"], ds.request.parameters["watermark"]) == ("1080P", True)
-    assert (ay.request.parameters["resolution"], ay.request.parameters["watermark"]) == ("720P", False)
+    assert (ds.request.parameters["resolution"], ds.request.parameters["watermark"]) == (
+        "1080P",
+        True,
+    )
+    assert (ay.request.parameters["resolution"], ay.request.parameters["watermark"]) == (
+        "720P",
+        False,
+    )
     assert ds.output.sr == 1080 and ay.output.sr == 720
 
 
 def test_failed_task_carries_catalogue_code_and_message(mock: Mock) -> None:
-    created = mock.create("dashscope", SEED_003_DASHSCOPE, **{"X-Paddock-Scenario": "fail=InvalidParameter"})
+    created = mock.create(
+        "dashscope", SEED_003_DASHSCOPE, **{"X-Paddock-Scenario": "fail=InvalidParameter"}
+    )
     done = run_to(mock, "dashscope", created.json()["output"]["task_id"])
     assert done["output"]["task_status"] == "FAILED"
     assert done["output"]["code"] == "InvalidParameter"
-    assert done["output"]["message"] == mock.state.specs["dashscope"].error("InvalidParameter").message
+    assert (
+        done["output"]["message"] == mock.state.specs["dashscope"].error("InvalidParameter").message
+    )
     assert "usage" not in done and "video_url" not in done["output"]
 
 
 # -- APIYI --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("example", [SEED_000_APIYI, SEED_001_APIYI, SEED_002_APIYI], ids=["i2v", "r2v", "wan2.7-i2v"])
+@pytest.mark.parametrize(
+    "example", [SEED_000_APIYI, SEED_001_APIYI, SEED_002_APIYI], ids=["i2v", "r2v", "wan2.7-i2v"]
+)
 def test_apiyi_seed_examples(mock: Mock, example: dict[str, Any]) -> None:
     created = mock.create("apiyi", example)
     assert created.status_code == 200, created.text
@@ -170,7 +199,9 @@ def test_apiyi_progress_only_reports_documented_steps(mock: Mock) -> None:
 
 
 def test_apiyi_failure_has_bracketed_upstream_code(mock: Mock) -> None:
-    created = mock.create("apiyi", SEED_000_APIYI, **{"X-Paddock-Scenario": "fail=DataInspectionFailed"})
+    created = mock.create(
+        "apiyi", SEED_000_APIYI, **{"X-Paddock-Scenario": "fail=DataInspectionFailed"}
+    )
     done = run_to(mock, "apiyi", created.json()["output"]["task_id"])
     assert done["status"] == "failed"
     assert done["fail_reason"].startswith("[DataInspectionFailed] ")
@@ -199,7 +230,12 @@ def test_anyfast_seed_example_and_envelope(mock: Mock) -> None:
     assert created.status_code == 200, created.text
     body = created.json()
     assert set(body) == {"id", "task_id", "object", "model", "status", "progress", "created_at"}
-    assert (body["object"], body["model"], body["status"], body["progress"]) == ("video", "happyhorse-1.0-i2v", "queued", 0)
+    assert (body["object"], body["model"], body["status"], body["progress"]) == (
+        "video",
+        "happyhorse-1.0-i2v",
+        "queued",
+        0,
+    )
     assert re.fullmatch(r"asyntask_[A-Za-z0-9]{32}", body["id"]) and body["id"] == body["task_id"]
     assert isinstance(body["created_at"], int)
 
@@ -220,28 +256,51 @@ def test_anyfast_seed_example_and_envelope(mock: Mock) -> None:
     upstream = done["data"]
     assert upstream["output"]["task_status"] == "SUCCEEDED"
     assert upstream["output"]["video_url"] == done["result_url"]
-    assert upstream["usage"] == {"SR": 720, "duration": 5, "input_video_duration": 0,
-                                 "output_video_duration": 5, "ratio": "16:9", "video_count": 1}
+    assert upstream["usage"] == {
+        "SR": 720,
+        "duration": 5,
+        "input_video_duration": 0,
+        "output_video_duration": 5,
+        "ratio": "16:9",
+        "video_count": 1,
+    }
 
 
 def test_anyfast_parameters_flat_or_nested(mock: Mock) -> None:
-    nested = {"model": "happyhorse-1.0-t2v", "prompt": "waves", "parameters": {"duration": 8, "ratio": "9:16"}}
+    nested = {
+        "model": "happyhorse-1.0-t2v",
+        "prompt": "waves",
+        "parameters": {"duration": 8, "ratio": "9:16"},
+    }
     task = mock.state.store.get(mock.create("anyfast", nested).json()["id"])
     assert task is not None
     assert (task.request.parameters["duration"], task.request.parameters["ratio"]) == (8, "9:16")
     assert task.output.width < task.output.height  # 9:16 shapes the frame
 
-    both = {"model": "happyhorse-1.0-t2v", "prompt": "waves", "duration": 4, "parameters": {"duration": 8}}
+    both = {
+        "model": "happyhorse-1.0-t2v",
+        "prompt": "waves",
+        "duration": 4,
+        "parameters": {"duration": 8},
+    }
     task = mock.state.store.get(mock.create("anyfast", both).json()["id"])
     assert task is not None and task.request.parameters["duration"] == 4  # top level wins
 
 
 def test_anyfast_images_array_first_used_and_r2v_limits(mock: Mock) -> None:
-    many = {"model": "happyhorse-1.0-i2v", "prompt": "x", "images": ["https://a.example/1.png", "https://a.example/2.png"]}
+    many = {
+        "model": "happyhorse-1.0-i2v",
+        "prompt": "x",
+        "images": ["https://a.example/1.png", "https://a.example/2.png"],
+    }
     task = mock.state.store.get(mock.create("anyfast", many).json()["id"])
     assert task is not None and [m.url for m in task.request.media] == ["https://a.example/1.png"]
 
-    r2v = {"model": "happyhorse-1.0-r2v", "prompt": "x", "images": [f"https://a.example/{i}.png" for i in range(3)]}
+    r2v = {
+        "model": "happyhorse-1.0-r2v",
+        "prompt": "x",
+        "images": [f"https://a.example/{i}.png" for i in range(3)],
+    }
     assert mock.create("anyfast", r2v).status_code == 200
     r2v["images"].append("https://a.example/4.png")
     too_many = mock.create("anyfast", r2v)
@@ -259,8 +318,11 @@ def test_anyfast_unknown_task(mock: Mock) -> None:
 
 
 def test_result_is_a_real_mp4_following_the_first_frame(mock: Mock) -> None:
-    body = {"model": "happyhorse-1.0-i2v", "input": {"prompt": "x", "media": [{"type": "first_frame", "url": png_uri(400, 600)}]},
-            "parameters": {"resolution": "720P", "duration": 3}}
+    body = {
+        "model": "happyhorse-1.0-i2v",
+        "input": {"prompt": "x", "media": [{"type": "first_frame", "url": png_uri(400, 600)}]},
+        "parameters": {"resolution": "720P", "duration": 3},
+    }
     task_id = mock.create("dashscope", body).json()["output"]["task_id"]
     url = run_to(mock, "dashscope", task_id)["output"]["video_url"]
     video = mock.client.get(url)
@@ -295,10 +357,14 @@ def test_result_url_expires_with_retention(mock: Mock) -> None:
 
 
 def test_scenarios_stuck_flaky_throttle_reject_slow(mock: Mock) -> None:
-    stuck = mock.create("dashscope", SEED_003_DASHSCOPE, **{"X-Paddock-Scenario": "stuck"}).json()["output"]["task_id"]
+    stuck = mock.create("dashscope", SEED_003_DASHSCOPE, **{"X-Paddock-Scenario": "stuck"}).json()[
+        "output"
+    ]["task_id"]
     assert run_to(mock, "dashscope", stuck, 10_000)["output"]["task_status"] == "RUNNING"
 
-    flaky = mock.create("dashscope", SEED_003_DASHSCOPE, **{"X-Paddock-Scenario": "flaky"}).json()["output"]["task_id"]
+    flaky = mock.create("dashscope", SEED_003_DASHSCOPE, **{"X-Paddock-Scenario": "flaky"}).json()[
+        "output"
+    ]["task_id"]
     first = mock.query("dashscope", flaky)
     assert (first.status_code, first.json()["code"]) == (500, "InternalError")
     assert mock.query("dashscope", flaky).status_code == 200
@@ -307,10 +373,14 @@ def test_scenarios_stuck_flaky_throttle_reject_slow(mock: Mock) -> None:
     assert (throttled.status_code, throttled.json()["code"]) == (429, "Throttling.RateQuota")
     assert throttled.headers["retry-after"] == "1"
 
-    rejected = mock.create("dashscope", SEED_003_DASHSCOPE, **{"X-Paddock-Scenario": "reject=Arrearage"})
+    rejected = mock.create(
+        "dashscope", SEED_003_DASHSCOPE, **{"X-Paddock-Scenario": "reject=Arrearage"}
+    )
     assert (rejected.status_code, rejected.json()["code"]) == (400, "Arrearage")
 
-    slow = mock.create("dashscope", SEED_003_DASHSCOPE, **{"X-Paddock-Scenario": "slow=100"}).json()["output"]["task_id"]
+    slow = mock.create(
+        "dashscope", SEED_003_DASHSCOPE, **{"X-Paddock-Scenario": "slow=100"}
+    ).json()["output"]["task_id"]
     assert run_to(mock, "dashscope", slow, 30)["output"]["task_status"] != "SUCCEEDED"
 
 
@@ -318,7 +388,9 @@ def test_unknown_scenario_is_a_clear_4xx(mock: Mock) -> None:
     response = mock.create("anyfast", SEED_004_ANYFAST, **{"X-Paddock-Scenario": "explode"})
     assert response.status_code == 400
     assert "unknown scenario item 'explode'" in response.json()["message"]
-    response = mock.create("dashscope", SEED_003_DASHSCOPE, **{"X-Paddock-Scenario": "fail=NoSuchCode"})
+    response = mock.create(
+        "dashscope", SEED_003_DASHSCOPE, **{"X-Paddock-Scenario": "fail=NoSuchCode"}
+    )
     assert response.status_code == 400 and "no error 'NoSuchCode'" in response.json()["message"]
 
 
@@ -335,7 +407,16 @@ def test_timing_instant_finishes_at_first_poll(make_mock: Any) -> None:
 def test_admin_journal_is_redacted_and_bounded(make_mock: Any) -> None:
     mock = make_mock(journal_size=5)
     for _ in range(8):
-        mock.create("dashscope", {**SEED_003_DASHSCOPE, "input": {**SEED_003_DASHSCOPE["input"], "media": [{"type": "first_frame", "url": png_uri()}]}})
+        mock.create(
+            "dashscope",
+            {
+                **SEED_003_DASHSCOPE,
+                "input": {
+                    **SEED_003_DASHSCOPE["input"],
+                    "media": [{"type": "first_frame", "url": png_uri()}],
+                },
+            },
+        )
     journal = mock.client.get("/_paddock/requests").json()["requests"]
     assert len(journal) == 5
     text = str(journal)
@@ -346,16 +427,25 @@ def test_admin_journal_is_redacted_and_bounded(make_mock: Any) -> None:
 
 
 def test_admin_tasks_clock_reset_and_hosted_media(mock: Mock) -> None:
-    hosted = mock.client.post("/_paddock/media", content=open_png(), headers={"Content-Type": "image/png"})
+    hosted = mock.client.post(
+        "/_paddock/media", content=open_png(), headers={"Content-Type": "image/png"}
+    )
     assert hosted.status_code == 201
     url = hosted.json()["url"]
     assert hosted.json()["info"]["width"] == 720
     assert mock.client.get(url).content == open_png()
 
-    body = {"model": "happyhorse-1.0-i2v", "input": {"prompt": "x", "media": [{"type": "first_frame", "url": url}]}}
+    body = {
+        "model": "happyhorse-1.0-i2v",
+        "input": {"prompt": "x", "media": [{"type": "first_frame", "url": url}]},
+    }
     task_id = mock.create("dashscope", body).json()["output"]["task_id"]
     [listed] = mock.client.get("/_paddock/tasks").json()["tasks"]
-    assert (listed["id"], listed["state"], listed["media"][0]["origin"]) == (task_id, "PENDING", "hosted")
+    assert (listed["id"], listed["state"], listed["media"][0]["origin"]) == (
+        task_id,
+        "PENDING",
+        "hosted",
+    )
     assert KEY not in str(listed)
 
     now = mock.client.post("/_paddock/clock/advance", json={"seconds": 3600}).json()["now"]
@@ -379,7 +469,10 @@ def test_root_provider_serves_real_paths_at_root(make_mock: Any) -> None:
     created = mock.client.post("/v1/video/generations", json=SEED_004_ANYFAST, headers=AUTH)
     assert created.status_code == 200
     task_id = created.json()["id"]
-    assert mock.client.get(f"/v1/video/generations/{task_id}", headers=AUTH).json()["data"]["task_id"] == task_id
+    assert (
+        mock.client.get(f"/v1/video/generations/{task_id}", headers=AUTH).json()["data"]["task_id"]
+        == task_id
+    )
     # The prefixed path still answers too, with the same store.
     assert mock.client.get(QUERY_PATHS["anyfast"].format(task_id), headers=AUTH).status_code == 200
 

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def sdk_server(serve: Callable[..., LiveServer], monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
+def sdk_server(
+    serve: Callable[..., LiveServer], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[LiveServer]:
     server = serve(timing="instant")
     # What a user does: point the SDK at the mock (the env var is read at
     # import, so a running program sets the module attribute instead).
@@ -62,13 +64,19 @@ def test_sdk_round_trip_with_local_file_upload(sdk_server: LiveServer, tmp_path:
     assert (task.request.media[0].info.width, task.request.media[0].info.height) == (900, 600)
 
 
-def test_sdk_fetch_cancel_and_list(serve: Callable[..., LiveServer], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sdk_fetch_cancel_and_list(
+    serve: Callable[..., LiveServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
     server = serve(timing="realistic")
     monkeypatch.setattr(dashscope, "base_http_api_url", f"{server.url}/dashscope/api/v1")
     media = [{"type": "first_frame", "url": "https://cdn.example.com/cat.png"}]
 
-    first = VideoSynthesis.async_call(model="happyhorse-1.0-i2v", prompt="one", media=media, api_key=KEY)
-    second = VideoSynthesis.async_call(model="happyhorse-1.0-i2v", prompt="two", media=media, api_key=KEY)
+    first = VideoSynthesis.async_call(
+        model="happyhorse-1.0-i2v", prompt="one", media=media, api_key=KEY
+    )
+    second = VideoSynthesis.async_call(
+        model="happyhorse-1.0-i2v", prompt="two", media=media, api_key=KEY
+    )
     assert VideoSynthesis.fetch(first, api_key=KEY).output.task_status == "PENDING"
 
     canceled = VideoSynthesis.cancel(first, api_key=KEY)
@@ -94,7 +102,9 @@ def test_sdk_sees_provider_errors(sdk_server: LiveServer) -> None:
     assert (unknown.status_code, unknown.code) == (404, "ModelNotFound")
 
     out_of_range = VideoSynthesis.async_call(
-        model="happyhorse-1.0-i2v", prompt="x", duration=20,
+        model="happyhorse-1.0-i2v",
+        prompt="x",
+        duration=20,
         media=[{"type": "first_frame", "url": "https://cdn.example.com/cat.png"}],
     )
     assert (out_of_range.status_code, out_of_range.code) == (400, "InvalidParameter")
