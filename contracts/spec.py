@@ -215,6 +215,11 @@ class Spec:
     media_path: str | None
     parameter_containers: tuple[str, ...]
     tolerated: frozenset[str]
+    # Precomputed for the validator's hot path: every body path the spec names,
+    # and every flat-body media field of any model.
+    body_fields: frozenset[str]
+    body_prefixes: frozenset[str]
+    media_fields: frozenset[str]
     upload_scheme: str | None
     upload_header: tuple[str, str] | None
     upload_policy_ttl: int
@@ -657,6 +662,21 @@ def _typed(doc: Json, file: str) -> Spec:
     uploads = doc.get("uploads")
     listing = responses.get("list")
     by_code = {e.code: e for e in errors.values()}
+    media_fields = frozenset(
+        f.name for model in models.values() for rule in model.media.values() for f in rule.fields
+    )
+    request_doc = doc["request"]
+    body_fields = frozenset(
+        {
+            request_doc["model"],
+            request_doc["prompt"],
+            *request_doc.get("tolerated", ()),
+            *request_doc.get("required_objects", {}),
+            *([request_doc["media"]["path"]] if request_doc["media"].get("path") else []),
+            *media_fields,
+            *(c for c in request_doc["parameters"] if c),
+        }
+    )
     canonical = json.dumps(doc, sort_keys=True, default=str).encode()
     return Spec(
         provider=doc["provider"],
@@ -686,6 +706,13 @@ def _typed(doc: Json, file: str) -> Spec:
         media_path=doc["request"]["media"].get("path"),
         parameter_containers=tuple(doc["request"]["parameters"]),
         tolerated=frozenset(doc["request"].get("tolerated", ())),
+        body_fields=body_fields,
+        body_prefixes=frozenset(
+            ".".join(path.split(".")[:i])
+            for path in body_fields
+            for i in range(1, path.count(".") + 1)
+        ),
+        media_fields=media_fields,
         upload_scheme=uploads["scheme"] if uploads else None,
         upload_header=(uploads["header"]["name"], uploads["header"]["value"])
         if uploads and "header" in uploads

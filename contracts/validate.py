@@ -339,13 +339,7 @@ def _field_media(
     spec: Spec, rules: ModelRules, doc: Mapping[str, Any]
 ) -> list[tuple[str, str, str]] | Violation:
     accepted = {f.name for rule in rules.media.values() for f in rule.fields}
-    every = {
-        f.name
-        for model in spec.models.values()
-        for rule in model.media.values()
-        for f in rule.fields
-    }
-    for name in sorted(every - accepted):
+    for name in sorted(spec.media_fields - accepted):
         if _get(doc, name) not in (_ABSENT, None):
             return Violation(
                 "media_type",
@@ -499,15 +493,15 @@ def _collect_parameters(
     resolved: dict[str, Any] = {}
     explicit: set[str] = set()
     for name, param in rules.parameters.items():
-        located = next(
-            ((p, c[name]) for p, c in containers if name in c and c[name] is not None), None
-        )
-        if located is None:
+        for prefix, container in containers:
+            value = container.get(name)
+            if value is not None:
+                where = f"{prefix}.{name}" if prefix else name
+                break
+        else:
             if param.supported and param.has_default:
                 resolved[name] = param.default
             continue
-        prefix, value = located
-        where = f"{prefix}.{name}" if prefix else name
         broken = _check_parameter(param, value, where, rules.name)
         if broken is not None:
             return broken
@@ -517,10 +511,12 @@ def _collect_parameters(
 
 
 def _check_parameter(param: Parameter, value: Any, where: str, model: str) -> Violation | None:
-    ctx = {"model": model, "value": _show(value)}
     if not param.supported:
         return Violation(
-            "param_unsupported", where, f"{param.name} is not supported by {model}", ctx
+            "param_unsupported",
+            where,
+            f"{param.name} is not supported by {model}",
+            {"model": model, "value": _show(value)},
         )
     if not _CHECKS[param.type](value):
         return _type_violation(where, param.type, value)
@@ -529,7 +525,7 @@ def _check_parameter(param: Parameter, value: Any, where: str, model: str) -> Vi
             "param_enum",
             where,
             f"{_show(value)} is not one of {list(param.enum)}",
-            {**ctx, "allowed": ", ".join(map(str, param.enum))},
+            {"model": model, "value": _show(value), "allowed": ", ".join(map(str, param.enum))},
         )
     low, high = param.minimum, param.maximum
     if (low is not None and value < low) or (high is not None and value > high):
@@ -537,34 +533,28 @@ def _check_parameter(param: Parameter, value: Any, where: str, model: str) -> Vi
             "param_range",
             where,
             f"{value} is outside {_num(low)}..{_num(high)}",
-            {**ctx, "min": _num(low), "max": _num(high)},
+            {"model": model, "value": _show(value), "min": _num(low), "max": _num(high)},
         )
     return None
 
 
 def _ignored_fields(spec: Spec, rules: ModelRules, doc: Mapping[str, Any]) -> tuple[str, ...]:
     """Body fields the service accepts without using: kept so the journal can show them."""
-    known = {spec.model_path, spec.prompt_path, *spec.tolerated, *spec.required_objects}
-    if spec.media_path:
-        known.add(spec.media_path)
-    for model in spec.models.values():
-        for rule in model.media.values():
-            known.update(f.name for f in rule.fields)
-    containers = [c for c in spec.parameter_containers if c]
-    known.update(containers)
+    known = spec.body_fields
+    prefixes = spec.body_prefixes
+    containers = spec.parameter_containers
+    flat_parameters = "" in containers
     out: list[str] = []
 
     def visit(node: Mapping[str, Any], prefix: str) -> None:
         for key, value in node.items():
             path = f"{prefix}.{key}" if prefix else key
-            if path in known:
-                if path in containers and isinstance(value, dict):
-                    out.extend(f"{path}.{k}" for k in value if k not in rules.parameters)
-                continue
-            if "" in spec.parameter_containers and not prefix and key in rules.parameters:
-                continue
-            if isinstance(value, dict) and any(k.startswith(path + ".") for k in known):
+            if path in containers and isinstance(value, dict):
+                out.extend(f"{path}.{k}" for k in value if k not in rules.parameters)
+            elif path in prefixes and isinstance(value, dict):
                 visit(value, path)
+            elif path in known or (flat_parameters and not prefix and key in rules.parameters):
+                continue
             else:
                 out.append(path)
 

@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 
 __all__ = [
@@ -83,7 +84,9 @@ class _Filter:
     inverse: Callable[[Any], Any]
 
 
+@lru_cache(maxsize=65536)
 def _utc8(value: Any) -> str:
+    # A task's times never change and clients poll the same task many times.
     moment = datetime.fromtimestamp(float(value), _UTC8)
     return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
 

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from contracts.lifecycle import state_at
 from contracts.media import MediaError
-from mock_server.service import ALL_METHODS, json_response
+from mock_server.service import ALL_METHODS, base_url, json_response
 
 if TYPE_CHECKING:
     from mock_server.app import MockState
@@ -128,7 +128,7 @@ def routes(state: MockState) -> list[BaseRoute]:
             key, blob = state.media.host(data, request.headers.get("content-type"))
         except MediaError as exc:
             return _bad(f"not usable media: {exc}")
-        url = str(request.base_url).rstrip("/") + f"{PREFIX}/media/{key}"
+        url = base_url(request) + f"{PREFIX}/media/{key}"
         info = blob.info.summary() if blob.info else None
         return json_response(201, {"url": url, "info": info})
 

@@ -8,29 +8,30 @@ socket, and ``paddock serve`` is a thin wrapper around the same call.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from contracts.lifecycle import TIMING_MODES, TimingMode, state_at
 from contracts.spec import SpecSet, load_specs
 from mock_server import admin
 from mock_server.clock import Clock
 from mock_server.journal import Journal
-from mock_server.service import ProviderService, json_response
+from mock_server.service import Endpoint, ProviderService, json_response
 from mock_server.storage import Blob, MediaStore, Signer
 from mock_server.store import MemoryStore, Store
 from mock_server.videos import VideoCache
 
-__all__ = ["MockState", "create_app"]
+__all__ = ["MockApp", "MockState", "create_app"]
 
 log = logging.getLogger("paddock.mock")
 
@@ -51,22 +52,75 @@ class MockState:
     root_provider: str | None
     services: dict[str, ProviderService] = field(default_factory=dict)
 
+    _signed: dict[tuple[str, str, str, int], str] = field(default_factory=dict)
+
     def result_url(self, base_url: str, provider: str, task_id: str, expires: int) -> str:
-        """A signed, expiring link to a task's video, in the shape of an OSS link."""
-        path = f"/_storage/results/{provider}/{task_id}.mp4"
-        query = urlencode(
-            {
-                "Expires": expires,
-                "OSSAccessKeyId": self.signer.access_key_id,
-                "Signature": self.signer.sign(path, str(expires)),
-            }
-        )
-        return f"{base_url.rstrip('/')}{path}?{query}"
+        """A signed, expiring link to a task's video, in the shape of an OSS link.
+
+        Clients poll a finished task repeatedly; signing once per link keeps an
+        HMAC off that path. The signature is URL-safe base64, so no quoting.
+        """
+        key = (base_url, provider, task_id, expires)
+        url = self._signed.get(key)
+        if url is None:
+            if len(self._signed) > 65536:
+                self._signed.clear()
+            path = f"/_storage/results/{provider}/{task_id}.mp4"
+            signature = self.signer.sign(path, str(expires))
+            url = (
+                f"{base_url.rstrip('/')}{path}?Expires={expires}"
+                f"&OSSAccessKeyId={self.signer.access_key_id}&Signature={signature}"
+            )
+            self._signed[key] = url
+        return url
 
     def reset(self) -> None:
+        self._signed.clear()
         self.store.clear()
         self.journal.clear()
         self.media.clear()
+
+
+class MockApp(Starlette):
+    """Starlette, with provider operations dispatched by dict and regex before its router.
+
+    Starlette tries routes one regex at a time; the mock has some thirty, and
+    the hot create and poll paths would sit behind the admin and storage ones.
+    A static path is one dict lookup here, a ``{task_id}`` path one regex per
+    provider. Everything else (admin, storage, catch-alls in each provider's
+    envelope) still goes through Starlette's router.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._static: dict[str, Endpoint] = {}
+        self._dynamic: list[tuple[re.Pattern[str], Endpoint]] = []
+
+    def add_operation(self, pattern: str, endpoint: Endpoint) -> None:
+        if "{" not in pattern:
+            self._static.setdefault(pattern, endpoint)
+            return
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(pattern))
+        self._dynamic.append((re.compile(regex + r"\Z"), endpoint))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            endpoint = self._static.get(path)
+            params: dict[str, str] = {}
+            if endpoint is None:
+                for regex, candidate in self._dynamic:
+                    match = regex.match(path)
+                    if match is not None:
+                        endpoint, params = candidate, match.groupdict()
+                        break
+            if endpoint is not None:
+                scope["app"] = self
+                scope["path_params"] = params
+                response = await endpoint(Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -112,16 +166,20 @@ def create_app(
         ),
         Route("/_storage/oss", _upload(state), methods=["POST"]),
     ]
-    for spec in specs:
-        service = ProviderService(spec, state)
-        state.services[spec.provider] = service
-        routes.extend(service.routes(f"/{spec.provider}"))
+    prefixes = [(f"/{spec.provider}", spec.provider) for spec in specs]
     if root_provider is not None:
-        routes.extend(state.services[root_provider].routes(""))
-    app = Starlette(
+        prefixes.append(("", root_provider))
+    for spec in specs:
+        state.services[spec.provider] = ProviderService(spec, state)
+    for prefix, provider in prefixes:
+        routes.extend(state.services[provider].routes(prefix))
+    app = MockApp(
         routes=routes,
         exception_handlers={404: _plain_not_found, 405: _plain_not_found},
     )
+    for prefix, provider in prefixes:
+        for pattern, endpoint in state.services[provider].operation_routes(prefix):
+            app.add_operation(pattern, endpoint)
     app.state.paddock = state
     return app
 
@@ -267,7 +325,7 @@ def _upload(state: MockState) -> Any:
                 provider=None,
                 operation="upload",
                 status=200,
-                headers=request.headers.items(),
+                headers=request.scope["headers"],
                 body=b"",
                 elapsed_ms=0.0,
                 marks={"key": key, "bytes": len(data)},

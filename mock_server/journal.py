@@ -14,25 +14,49 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from contracts.task import TaskRequest
+
 __all__ = ["Journal", "redact_headers", "summarize_body"]
 
 _SECRET_HEADERS = frozenset(
     {"authorization", "x-api-key", "api-key", "cookie", "proxy-authorization"}
 )
+_SECRET_RAW = frozenset(name.encode() for name in _SECRET_HEADERS)
 _BODY_KEEP = 16 * 1024
 _DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*,[A-Za-z0-9+/=%_.-]{64,}")
 
 
-def redact_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Header dict with credentials replaced: the scheme stays, the key never does."""
-    out: dict[str, str] = {}
-    for name, value in headers:
-        lower = name.lower()
-        if lower in _SECRET_HEADERS:
-            scheme = value.split(" ", 1)[0] if " " in value else ""
-            value = f"{scheme} <redacted>".strip()
-        out[lower] = value
+def redact_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """ASGI raw headers with credentials replaced: the scheme stays, the key never does."""
+    # ASGI servers hand header names over in lower case.
+    return [(name, _redact(value) if name in _SECRET_RAW else value) for name, value in headers]
+
+
+def _redact(value: bytes) -> bytes:
+    scheme = value.split(b" ", 1)[0] if b" " in value else b""
+    return (scheme + b" <redacted>").strip()
+
+
+def _expand(marks: Mapping[str, Any]) -> dict[str, Any]:
+    """Marks as a person reads them; a validated request becomes what was learnt about it."""
+    out = {k: v for k, v in marks.items() if k != "request"}
+    request = marks.get("request")
+    if isinstance(request, TaskRequest):
+        if request.media:
+            out["media"] = [
+                {"type": m.type, "origin": m.origin}
+                | ({"info": m.info.summary()} if m.info else {"verified": False})
+                for m in request.media
+            ]
+        if request.ignored:
+            out["ignored"] = list(request.ignored)
+        if request.prompt_truncated:
+            out["prompt_truncated"] = True
     return out
+
+
+def _header_dict(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
 
 
 def summarize_body(body: bytes) -> str:
@@ -62,7 +86,7 @@ class Journal:
         provider: str | None,
         operation: str | None,
         status: int,
-        headers: Iterable[tuple[str, str]],
+        headers: Iterable[tuple[bytes, bytes]],
         body: bytes,
         elapsed_ms: float,
         marks: Mapping[str, Any] | None = None,
@@ -105,10 +129,10 @@ class Journal:
                     "provider": prov,
                     "operation": op,
                     "status": status,
-                    "headers": headers,
+                    "headers": _header_dict(headers),
                     "body": summarize_body(body) if body else "",
                     "elapsed_ms": round(elapsed, 3),
-                    "marks": marks or {},
+                    "marks": _expand(marks) if marks else {},
                     "task_id": task_id,
                 }
             )

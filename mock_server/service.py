@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -30,7 +29,7 @@ from contracts.validate import (
     parse_json_body,
     validate_create,
 )
-from contracts.views import error_view, make_id, task_view
+from contracts.views import error_view, make_id, new_uuid, new_uuids, task_view
 from mock_server.scenarios import HEADER as SCENARIO_HEADER
 from mock_server.scenarios import ScenarioError, parse_scenario
 from mock_server.storage import MockMediaResolver
@@ -38,7 +37,7 @@ from mock_server.storage import MockMediaResolver
 if TYPE_CHECKING:
     from mock_server.app import MockState
 
-__all__ = ["ProviderService", "json_response"]
+__all__ = ["ProviderService", "base_url", "json_response"]
 
 _UTC8 = timezone(timedelta(hours=8))
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -50,6 +49,16 @@ ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 def json_response(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Response:
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def base_url(request: Request) -> str:
+    """``scheme://host[:port]`` as the client addressed us, without building URL objects."""
+    scope = request.scope
+    host = request.headers.get("host")
+    if not host:
+        server = scope.get("server") or ("127.0.0.1", 80)
+        host = f"{server[0]}:{server[1]}"
+    return f"{scope['scheme']}://{host}{scope.get('root_path', '')}"
 
 
 class _Answer(Exception):
@@ -76,6 +85,10 @@ class ProviderService:
         }
 
     # -- routing --------------------------------------------------------------------------------
+
+    def operation_routes(self, prefix: str) -> list[tuple[str, Endpoint]]:
+        """``(path pattern, endpoint)`` for each operation, for the app's fast dispatch."""
+        return [(prefix + op.path, self._endpoint(op)) for op in self.spec.operations.values()]
 
     def routes(self, prefix: str) -> list[BaseRoute]:
         """Each operation at ``prefix`` + its documented path, then a catch-all in this envelope."""
@@ -112,11 +125,11 @@ class ProviderService:
             self.state.journal.record(
                 at=self.state.clock.now(),
                 method=request.method,
-                path=request.url.path,
+                path=request.scope["path"],
                 provider=self.spec.provider,
                 operation=op.kind,
                 status=response.status_code,
-                headers=request.headers.items(),
+                headers=request.scope["headers"],
                 body=body,
                 elapsed_ms=(time.perf_counter() - started) * 1000,
                 marks={k: v for k, v in marks.items() if k not in ("body", "task_id")},
@@ -131,11 +144,11 @@ class ProviderService:
         self.state.journal.record(
             at=self.state.clock.now(),
             method=request.method,
-            path=request.url.path,
+            path=request.scope["path"],
             provider=self.spec.provider,
             operation=None,
             status=response.status_code,
-            headers=request.headers.items(),
+            headers=request.scope["headers"],
             body=b"",
             elapsed_ms=0.0,
         )
@@ -161,14 +174,12 @@ class ProviderService:
         status: int | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Response:
-        view = error_view(
-            error, message if message is not None else error.message, str(uuid.uuid4())
-        )
+        view = error_view(error, message if message is not None else error.message, new_uuid())
         payload = self.spec.envelopes[error.envelope].render(view)
         return json_response(status or error.status, payload, headers)
 
-    def _authenticate(self, request: Request) -> str:
-        key, broken = check_auth(self.spec, request.headers, self.state.api_keys)
+    def _authenticate(self, request: Request, headers: Mapping[str, str] | None = None) -> str:
+        key, broken = check_auth(self.spec, headers or request.headers, self.state.api_keys)
         if broken is not None:
             raise _Answer(self.violation(broken))
         assert key is not None
@@ -180,14 +191,22 @@ class ProviderService:
         too_large = Violation("body_too_large", None, "the body is too large", {"max": limit})
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _Answer(self.violation(too_large))
+        # Straight from ASGI receive: Starlette's stream() costs an async
+        # generator per request, and this is the create hot path.
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
+        while True:
+            message = await request.receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
                 raise _Answer(self.violation(too_large))
             chunks.append(chunk)
-        return b"".join(chunks)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _result_url(self, request: Request, task: Task, now: float) -> str:
         if self.spec.reissue_on_poll:
@@ -195,14 +214,15 @@ class ProviderService:
         else:
             _, _, ended = times_at(task, "SUCCEEDED")
             expires = int((ended or now) + self.spec.result_retention)
-        return self.state.result_url(str(request.base_url), self.spec.provider, task.id, expires)
+        return self.state.result_url(base_url(request), self.spec.provider, task.id, expires)
 
     # -- operations -----------------------------------------------------------------------------
 
     async def _create(self, request: Request, marks: dict[str, Any]) -> Response:
         spec = self.spec
-        owner = self._authenticate(request)
-        headers = request.headers
+        # One plain dict for the half-dozen lookups below (ASGI names are lower case).
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
+        owner = self._authenticate(request, headers)
         broken = check_headers(spec, "create", headers)
         if broken is not None:
             return self.violation(broken)
@@ -228,20 +248,9 @@ class ProviderService:
         if isinstance(result, Violation):
             marks["violation"] = str(result)
             return self.violation(result)
-        if result.media:
-            marks["media"] = [
-                {
-                    "type": m.type,
-                    "origin": m.origin,
-                    **({"info": m.info.summary()} if m.info else {"verified": False}),
-                }
-                for m in result.media
-            ]
-        if result.ignored:
-            marks["ignored"] = list(result.ignored)
-        if result.prompt_truncated:
-            marks["prompt_truncated"] = True
+        marks["request"] = result  # summarised when the journal is read
         rules = spec.models[result.model]
+        request_id, upstream_id, upstream_request_id = new_uuids(3)
         task_id = make_id(rules.task_id)
         now = self.state.clock.now()
         plan = scenario.apply(draw_plan(spec, self.state.timing, task_id), spec)
@@ -253,9 +262,9 @@ class ProviderService:
             plan=plan,
             output=output_shape(spec, rules, result),
             created_at=now,
-            request_id=str(uuid.uuid4()),
-            upstream_id=str(uuid.uuid4()),
-            upstream_request_id=str(uuid.uuid4()),
+            request_id=request_id,
+            upstream_id=upstream_id,
+            upstream_request_id=upstream_request_id,
             faults=("query_5xx",) if scenario.flaky else (),
         )
         self.state.store.put(task)
@@ -279,7 +288,7 @@ class ProviderService:
         op = spec.operations["query"]
         task = self.state.store.get(task_id, owner)
         now = self.state.clock.now()
-        request_id = str(uuid.uuid4())
+        request_id = new_uuid()
         if task is None:
             return self._unknown(op.unknown or {"state": "UNKNOWN"}, task_id, request_id)
         if "query_5xx" in task.faults:
@@ -328,7 +337,7 @@ class ProviderService:
             return self.violation(Violation("cancel_refused", None, f"the task is {state}"))
         assert spec.cancel_response is not None
         return json_response(
-            200, spec.cancel_response.render({"request_id": str(uuid.uuid4()), "task.id": task.id})
+            200, spec.cancel_response.render({"request_id": new_uuid(), "task.id": task.id})
         )
 
     async def _list(self, request: Request, marks: dict[str, Any]) -> Response:
@@ -393,7 +402,7 @@ class ProviderService:
             for task, state in page
         ]
         view = {
-            "request_id": str(uuid.uuid4()),
+            "request_id": new_uuid(),
             "items": items,
             "page.total": len(rows),
             "page.total_page": (len(rows) + page_size - 1) // page_size,
@@ -434,11 +443,11 @@ class ProviderService:
         )
         assert spec.upload_response is not None
         view = {
-            "request_id": str(uuid.uuid4()),
+            "request_id": new_uuid(),
             "upload.policy": policy.policy,
             "upload.signature": policy.signature,
             "upload.dir": policy.directory,
-            "upload.host": str(request.base_url).rstrip("/") + "/_storage/oss",
+            "upload.host": base_url(request) + "/_storage/oss",
             "upload.ttl": spec.upload_policy_ttl,
             "upload.max_mb": spec.upload_max_bytes // (1024 * 1024),
             "upload.access_key_id": self.state.signer.access_key_id,

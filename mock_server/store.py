@@ -7,6 +7,7 @@ unknown id.
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Iterator
 from typing import Protocol
@@ -30,12 +31,22 @@ class Store(Protocol):
 class MemoryStore:
     """A dict of tasks; writes are compare-and-swap so a cancel never overwrites a newer record."""
 
+    # Task records live long and hold no reference cycles, yet each is several
+    # GC-tracked objects: with 100k of them every full collection scanned them
+    # all (a quarter-second pause at 60k tasks). Freezing moves what exists into
+    # the permanent generation; records are still freed by reference counting.
+    FREEZE_EVERY = 4096
+
     def __init__(self, max_tasks: int = 200_000) -> None:
         self._tasks: dict[str, Task] = {}
         self._lock = threading.Lock()
+        self._puts = 0
         self.max_tasks = max_tasks
 
     def put(self, task: Task) -> None:
+        self._puts += 1
+        if self._puts % self.FREEZE_EVERY == 0:
+            gc.freeze()
         with self._lock:
             if len(self._tasks) >= self.max_tasks:
                 # Oldest first: dicts keep insertion order.

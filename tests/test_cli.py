@@ -17,16 +17,33 @@ pytestmark = pytest.mark.e2e
 
 
 def paddock(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "paddock", *args], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "paddock", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_serve_prints_every_base_url_and_serves(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "paddock", "serve", "--port", str(port), "--provider", "dashscope",
-         "--timing", "instant"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "paddock",
+            "serve",
+            "--port",
+            str(port),
+            "--provider",
+            "dashscope",
+            "--timing",
+            "instant",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -62,7 +79,10 @@ def test_serve_prints_every_base_url_and_serves(tmp_path: Path) -> None:
         (["serve", "--speed", "fast"], "--speed takes a positive number"),
         (["serve", "--port", "99999"], "--port takes 0 to 65535"),
         (["serve", "--timing", "slow"], "invalid choice: 'slow'"),
-        (["serve", "--provider", "openai"], "--provider 'openai' is not one of anyfast, apiyi, dashscope"),
+        (
+            ["serve", "--provider", "openai"],
+            "--provider 'openai' is not one of anyfast, apiyi, dashscope",
+        ),
         (["serve", "--specs", "/no/such/dir"], "is not a directory of spec files"),
         (["serve", "--colour"], "unrecognized arguments: --colour"),
         (["launch"], "invalid choice: 'launch'"),

@@ -481,3 +481,29 @@ def open_png() -> bytes:
     from tests.conftest import image_bytes
 
     return image_bytes(720, 480)
+
+
+def test_journal_lists_fields_the_service_ignored(mock: Mock) -> None:
+    body = {
+        **SEED_003_DASHSCOPE,
+        "input": {**SEED_003_DASHSCOPE["input"], "negative_promt": "x"},
+        "parameters": {"duration": 5, "fps": 30},
+        "stream": True,
+    }
+    assert mock.create("dashscope", body).status_code == 200
+    marks = mock.client.get("/_paddock/requests?limit=1").json()["requests"][0]["marks"]
+    assert sorted(marks["ignored"]) == ["input.negative_promt", "parameters.fps", "stream"]
+    # What the official SDK always adds is expected, not ignored.
+    sdk_body = {
+        **SEED_003_DASHSCOPE,
+        "input": {
+            **SEED_003_DASHSCOPE["input"],
+            "extend_prompt": True,
+            "function": "video-synthesis",
+        },
+    }
+    mock.create("dashscope", sdk_body)
+    assert (
+        "ignored"
+        not in mock.client.get("/_paddock/requests?limit=1").json()["requests"][0]["marks"]
+    )
