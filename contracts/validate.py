@@ -176,6 +176,8 @@ def parse_json_body(
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         return None, Violation("body_not_json", None, str(exc).split(":", 1)[0])
+    except RecursionError:
+        return None, Violation("body_not_json", None, "the JSON is nested too deeply")
     if not isinstance(doc, dict):
         return None, Violation(
             "body_not_object",
