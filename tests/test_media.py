@@ -7,7 +7,6 @@ import contextlib
 import io
 import json
 import urllib.parse
-import wave
 from pathlib import Path
 
 import pytest
@@ -17,21 +16,12 @@ from PIL import Image
 
 from contracts.media import MediaError, decode_data_uri, probe, probe_file
 from mock_server.videos import render_mp4
+from tests.conftest import wav_bytes
 
 
 def image_bytes(fmt: str, size: tuple[int, int] = (64, 48)) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, (200, 30, 90)).save(buf, fmt)
-    return buf.getvalue()
-
-
-def wav_bytes(seconds: float = 2.0, rate: int = 16_000) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(b"\x00\x00" * int(seconds * rate))
     return buf.getvalue()
 
 
