@@ -107,7 +107,6 @@ class ProviderService:
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
             marks: dict[str, Any] = {}
-            body = b""
             task_id: str | None = request.path_params.get("task_id")
             try:
                 if request.method != op.method:
@@ -115,14 +114,12 @@ class ProviderService:
                         Violation("route_unknown", None, f"{request.method} is not allowed here")
                     )
                 else:
-                    if op.kind == "create":
-                        body = await self._read_body(request)
-                    marks["body"] = body
                     response = await handler(request, marks)
                     task_id = marks.get("task_id", task_id)
             except _Answer as answer:
                 response = answer.response
                 task_id = answer.task_id or task_id
+            body = marks.get("body", b"")
             self.state.journal.record(
                 at=self.state.clock.now(),
                 method=request.method,
@@ -227,7 +224,8 @@ class ProviderService:
         broken = check_headers(spec, "create", headers)
         if broken is not None:
             return self.violation(broken)
-        doc, broken = parse_json_body(spec, "create", headers, marks["body"])
+        marks["body"] = body = await self._read_body(request)
+        doc, broken = parse_json_body(spec, "create", headers, body)
         if broken is not None:
             return self.violation(broken)
         assert doc is not None

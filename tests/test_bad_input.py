@@ -313,3 +313,10 @@ def test_wrong_method_and_unknown_paths_answer_in_the_envelope(mock: Mock) -> No
     got = mock.client.get(CREATE_PATHS["anyfast"], headers={"Authorization": f"Bearer {KEY}"})
     assert (got.status_code, got.json()["code"]) == (404, "not_found")
     assert mock.client.get("/apiyi/v1/nothing").json()["error"]["code"] == "NotFound"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_auth_is_checked_before_the_body(mock: Mock, provider: str) -> None:
+    spec = mock.state.specs[provider]
+    response = send(mock, provider, b" " * (spec.body_limit + 1), {"Authorization": ""})
+    assert response.status_code == 401, response.text
