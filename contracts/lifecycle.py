@@ -15,7 +15,7 @@ from statistics import NormalDist
 from typing import Literal
 
 from contracts.spec import ModelRules, Spec
-from contracts.task import OutputShape, Plan, Task, TaskRequest
+from contracts.task import OutputShape, Plan, TaskRecord, TaskRequest
 
 __all__ = [
     "TIMING_MODES",
@@ -65,7 +65,7 @@ def draw_plan(spec: Spec, mode: TimingMode, seed: str) -> Plan:
     return Plan(pending=durations[0], running=durations[1])
 
 
-def state_at(task: Task, now: float, retention: float) -> str:
+def state_at(task: TaskRecord, now: float, retention: float) -> str:
     """The canonical state of a task at virtual time ``now``."""
     age = now - task.created_at
     if age >= retention:
@@ -80,7 +80,7 @@ def state_at(task: Task, now: float, retention: float) -> str:
     return plan.outcome
 
 
-def times_at(task: Task, state: str) -> tuple[float, float | None, float | None]:
+def times_at(task: TaskRecord, state: str) -> tuple[float, float | None, float | None]:
     """(submitted, scheduled, ended) as the provider would report them in ``state``."""
     submitted = task.created_at
     if state == "CANCELED":
@@ -94,7 +94,7 @@ def times_at(task: Task, state: str) -> tuple[float, float | None, float | None]
 
 
 def progress_at(
-    steps: Mapping[str, tuple[int, ...]] | None, task: Task, state: str, now: float
+    steps: Mapping[str, tuple[int, ...]] | None, task: TaskRecord, state: str, now: float
 ) -> int | None:
     """The provider's progress figure: the spec's steps, RUNNING split evenly between its values.
 

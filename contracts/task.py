@@ -19,7 +19,7 @@ __all__ = [
     "MediaItem",
     "OutputShape",
     "Plan",
-    "Task",
+    "TaskRecord",
     "TaskRequest",
 ]
 
@@ -86,7 +86,7 @@ class OutputShape:
 
 
 @dataclass(frozen=True, slots=True)
-class Task:
+class TaskRecord:
     """A created task. ``owner`` is a digest of the API key, never the key itself."""
 
     id: str
@@ -141,7 +141,7 @@ class Task:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Task:
+    def from_json(cls, data: Mapping[str, Any]) -> TaskRecord:
         req = data["request"]
         media = tuple(
             MediaItem(

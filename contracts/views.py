@@ -15,7 +15,7 @@ from typing import Any
 
 from contracts.lifecycle import progress_at, state_at, times_at
 from contracts.spec import ErrorDef, Spec
-from contracts.task import Task
+from contracts.task import TaskRecord
 
 __all__ = ["error_view", "id_pattern", "make_id", "new_uuid", "new_uuids", "task_view"]
 
@@ -69,7 +69,7 @@ def id_pattern(template: str) -> re.Pattern[str]:
 
 def task_view(
     spec: Spec,
-    task: Task,
+    task: TaskRecord,
     now: float,
     *,
     request_id: str,

@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from contracts.lifecycle import draw_plan, output_shape, progress_at, state_at, times_at
 from contracts.spec import ErrorDef, Operation, Spec
-from contracts.task import Task
+from contracts.task import TaskRecord
 from contracts.validate import (
     Violation,
     check_auth,
@@ -206,7 +206,7 @@ class ProviderService:
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    def _result_url(self, request: Request, task: Task, now: float) -> str:
+    def _result_url(self, request: Request, task: TaskRecord, now: float) -> str:
         if self.spec.reissue_on_poll:
             expires = int(now + self.spec.result_retention)
         else:
@@ -253,7 +253,7 @@ class ProviderService:
         task_id = make_id(rules.task_id)
         now = self.state.clock.now()
         plan = scenario.apply(draw_plan(spec, self.state.timing, task_id), spec)
-        task = Task(
+        task = TaskRecord(
             id=task_id,
             provider=spec.provider,
             owner=owner,
@@ -381,7 +381,7 @@ class ProviderService:
             )
         model = query.get("model_name")
         now = self.state.clock.now()
-        rows: list[tuple[Task, str]] = []
+        rows: list[tuple[TaskRecord, str]] = []
         for task in self.state.store.tasks(spec.provider, owner):
             state = state_at(task, now, spec.task_retention)
             if state == "UNKNOWN":

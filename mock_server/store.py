@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from typing import Protocol
 
-from contracts.task import Task
+from contracts.task import TaskRecord
 
 __all__ = ["MemoryStore", "Store"]
 
@@ -20,10 +20,12 @@ __all__ = ["MemoryStore", "Store"]
 class Store(Protocol):
     """What the mock needs from a task store; a shared (Redis) store implements the same."""
 
-    def put(self, task: Task) -> None: ...
-    def get(self, task_id: str, owner: str | None = None) -> Task | None: ...
-    def replace(self, old: Task, new: Task) -> bool: ...
-    def tasks(self, provider: str | None = None, owner: str | None = None) -> Iterator[Task]: ...
+    def put(self, task: TaskRecord) -> None: ...
+    def get(self, task_id: str, owner: str | None = None) -> TaskRecord | None: ...
+    def replace(self, old: TaskRecord, new: TaskRecord) -> bool: ...
+    def tasks(
+        self, provider: str | None = None, owner: str | None = None
+    ) -> Iterator[TaskRecord]: ...
     def clear(self) -> None: ...
     def __len__(self) -> int: ...
 
@@ -38,12 +40,12 @@ class MemoryStore:
     FREEZE_EVERY = 4096
 
     def __init__(self, max_tasks: int = 200_000) -> None:
-        self._tasks: dict[str, Task] = {}
+        self._tasks: dict[str, TaskRecord] = {}
         self._lock = threading.Lock()
         self._puts = 0
         self.max_tasks = max_tasks
 
-    def put(self, task: Task) -> None:
+    def put(self, task: TaskRecord) -> None:
         self._puts += 1
         if self._puts % self.FREEZE_EVERY == 0:
             gc.freeze()
@@ -53,20 +55,20 @@ class MemoryStore:
                 self._tasks.pop(next(iter(self._tasks)))
             self._tasks[task.id] = task
 
-    def get(self, task_id: str, owner: str | None = None) -> Task | None:
+    def get(self, task_id: str, owner: str | None = None) -> TaskRecord | None:
         task = self._tasks.get(task_id)
         if task is None or (owner is not None and task.owner != owner):
             return None
         return task
 
-    def replace(self, old: Task, new: Task) -> bool:
+    def replace(self, old: TaskRecord, new: TaskRecord) -> bool:
         with self._lock:
             if self._tasks.get(old.id) is not old:
                 return False
             self._tasks[old.id] = new
             return True
 
-    def tasks(self, provider: str | None = None, owner: str | None = None) -> Iterator[Task]:
+    def tasks(self, provider: str | None = None, owner: str | None = None) -> Iterator[TaskRecord]:
         for task in list(self._tasks.values()):
             if provider is not None and task.provider != provider:
                 continue

@@ -10,12 +10,12 @@ import pytest
 
 from contracts.lifecycle import draw_plan, output_shape, progress_at, state_at, times_at
 from contracts.spec import SpecSet
-from contracts.task import OutputShape, Plan, Task, TaskRequest
+from contracts.task import OutputShape, Plan, TaskRecord, TaskRequest
 
 
-def task(plan: Plan, created: float = 1000.0, canceled: float | None = None) -> Task:
+def task(plan: Plan, created: float = 1000.0, canceled: float | None = None) -> TaskRecord:
     request = TaskRequest("m", "p", (), MappingProxyType({}), frozenset())
-    return Task(
+    return TaskRecord(
         "t",
         "dashscope",
         "o",
