@@ -91,6 +91,16 @@ class ErrorDef:
     type: str | None
     envelope: str
     source: str
+    category: str = "validation"
+
+
+def default_category(status: int) -> str:
+    """The failure kind an HTTP status implies when the catalogue does not say."""
+    if status >= 500:
+        return "unavailable"
+    return {401: "authentication", 403: "permission", 404: "not_found", 429: "rate_limit"}.get(
+        status, "validation"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +122,8 @@ class Parameter:
     has_default: bool
     supported: bool
     source: str
+    path: str | None = None
+    max_length: int | None = None
 
     def describe(self) -> str:
         """One line a person reads in an error or a matrix cell."""
@@ -172,6 +184,7 @@ class ModelRules:
     media: Mapping[str, MediaRule]
     parameters: Mapping[str, Parameter]
     aspect_sources: tuple[str, ...]
+    media_one_of: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -512,6 +525,7 @@ def _typed(doc: Json, file: str) -> Spec:
             type=body.get("type", default_type),
             envelope=envelope,
             source=body["source"],
+            category=body.get("category") or default_category(body["status"]),
         )
     violations: dict[str, ViolationDef] = {}
     for kind, body in doc["violations"].items():
@@ -598,6 +612,8 @@ def _typed(doc: Json, file: str) -> Spec:
                 has_default="default" in p,
                 supported=p.get("supported", True),
                 source=p["source"],
+                path=p.get("path"),
+                max_length=p.get("max_length"),
             )
             if param.has_default and param.enum is not None and param.default not in param.enum:
                 raise fail(
@@ -612,6 +628,10 @@ def _typed(doc: Json, file: str) -> Spec:
                         f"{param.default} is outside {_num(param.minimum)}..{_num(param.maximum)}",
                     )
             parameters[pname] = param
+        for group in body.get("media_one_of", ()):
+            unknown = [m for m in group if m not in media]
+            if unknown:
+                raise fail(f"models.{mname}.media_one_of", f"{unknown} are not media of this model")
         for source_name in body["output"]["aspect"]:
             if source_name not in media and source_name not in parameters:
                 raise fail(
@@ -637,6 +657,7 @@ def _typed(doc: Json, file: str) -> Spec:
             media=MappingProxyType(media),
             parameters=MappingProxyType(parameters),
             aspect_sources=tuple(body["output"]["aspect"]),
+            media_one_of=tuple(tuple(group) for group in body.get("media_one_of", ())),
         )
 
     # Lifecycle data.
@@ -675,6 +696,7 @@ def _typed(doc: Json, file: str) -> Spec:
             *([request_doc["media"]["path"]] if request_doc["media"].get("path") else []),
             *media_fields,
             *(c for c in request_doc["parameters"] if c),
+            *(p.path for m in models.values() for p in m.parameters.values() if p.path),
         }
     )
     canonical = json.dumps(doc, sort_keys=True, default=str).encode()

@@ -10,12 +10,10 @@ spec decides which catalogue error and which words answer it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -33,7 +31,6 @@ __all__ = [
     "Violation",
     "check_auth",
     "check_headers",
-    "key_digest",
     "parse_json_body",
     "validate_create",
 ]
@@ -99,17 +96,15 @@ class RemoteOnlyResolver:
 
 def check_remote_url(url: str) -> None:
     """Raise MediaUnavailable unless ``url`` is an absolute http(s) URL with a host."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise MediaUnavailable("media_url", f"{_clip(url)!r} is not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https"):
         raise MediaUnavailable("media_url", f"{_clip(url)!r} is not an http(s) URL")
     if not parts.hostname:
         raise MediaUnavailable("media_url", f"{_clip(url)!r} has no host")
-
-
-@lru_cache(maxsize=4096)
-def key_digest(key: str) -> str:
-    """A stable, non-reversible name for an API key: tasks are owned by it, never by the key."""
-    return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 def check_auth(
@@ -295,6 +290,15 @@ def _collect_media(
                 _media_field_name(spec, rule),
                 f"{count} {media_type} items; allowed {rule.min} to {rule.max}",
                 values,
+            )
+    for group in rules.media_one_of:
+        if not any(by_type.get(media_type) for media_type in group):
+            names = " or ".join(group)
+            return Violation(
+                "media_missing",
+                _media_field_name(spec, rules.media[group[0]]),
+                f"{names} is required",
+                {"model": rules.name, "media_type": names, "count": 0, "min": 1, "max": 1},
             )
     items: list[MediaItem] = []
     for media_type, url, where in found:
@@ -499,6 +503,18 @@ def _collect_parameters(
     resolved: dict[str, Any] = {}
     explicit: set[str] = set()
     for name, param in rules.parameters.items():
+        if param.path is not None:
+            value = _get(doc, param.path)
+            if value is _ABSENT or value is None:
+                if param.supported and param.has_default:
+                    resolved[name] = param.default
+                continue
+            broken = _check_parameter(param, value, param.path, rules.name)
+            if broken is not None:
+                return broken
+            resolved[name] = value
+            explicit.add(name)
+            continue
         for prefix, container in containers:
             value = container.get(name)
             if value is not None:
@@ -532,6 +548,13 @@ def _check_parameter(param: Parameter, value: Any, where: str, model: str) -> Vi
             where,
             f"{_show(value)} is not one of {list(param.enum)}",
             {"model": model, "value": _show(value), "allowed": ", ".join(map(str, param.enum))},
+        )
+    if param.max_length is not None and isinstance(value, str) and len(value) > param.max_length:
+        return Violation(
+            "param_length",
+            where,
+            f"{len(value)} characters is over {param.max_length}",
+            {"model": model, "value": len(value), "max": param.max_length},
         )
     low, high = param.minimum, param.maximum
     if (low is not None and value < low) or (high is not None and value > high):

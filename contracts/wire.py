@@ -164,7 +164,7 @@ class _Node:
     def render(self, view: Mapping[str, Any]) -> Any:
         raise NotImplementedError
 
-    def parse(self, value: Any, path: str, into: dict[str, Any]) -> None:
+    def parse(self, value: Any, path: str, into: dict[str, Any], strict: bool = True) -> None:
         raise NotImplementedError
 
     def walk(self, path: str) -> Iterator[tuple[str, _Node]]:
@@ -180,7 +180,7 @@ class _Literal(_Node):
     def render(self, view: Mapping[str, Any]) -> Any:
         return self.value
 
-    def parse(self, value: Any, path: str, into: dict[str, Any]) -> None:
+    def parse(self, value: Any, path: str, into: dict[str, Any], strict: bool = True) -> None:
         if value != self.value or type(value) is not type(self.value):
             raise WireMismatch(path, f"expected {self.value!r}, got {value!r}")
 
@@ -200,17 +200,34 @@ class _Var(_Node):
             value = flt.forward(value)
         return value
 
-    def parse(self, value: Any, path: str, into: dict[str, Any]) -> None:
-        for flt in reversed(self.filters):
-            try:
-                value = flt.inverse(value)
-            except (ValueError, TypeError) as exc:
-                raise WireMismatch(path, f"{flt.name}: {exc}") from None
+    def parse(self, value: Any, path: str, into: dict[str, Any], strict: bool = True) -> None:
+        if value is not None:  # null renders from None and parses back to it, unfiltered
+            for flt in reversed(self.filters):
+                try:
+                    value = flt.inverse(value)
+                except (ValueError, TypeError) as exc:
+                    raise WireMismatch(path, f"{flt.name}: {exc}") from None
+        if self.name in into:
+            # The same value in two places (AnyFast's status, outer and upstream):
+            # strict readers require them to agree, lenient ones keep the first.
+            if strict and not _agree(into[self.name], value):
+                raise WireMismatch(
+                    path, f"{self.name} is {value!r} here but {into[self.name]!r} earlier"
+                )
+            return
         into[self.name] = value
 
     @property
     def spelled(self) -> str:
         return "{" + self.name + "".join("|" + f.name for f in self.filters) + "}"
+
+
+def _agree(first: Any, second: Any) -> bool:
+    numbers = (int, float)
+    if isinstance(first, numbers) and isinstance(second, numbers):
+        # Times may be reported to the second in one place and the millisecond in another.
+        return not isinstance(first, bool) and abs(first - second) < 1.0
+    return bool(first == second)
 
 
 class _Interpolation(_Node):
@@ -234,14 +251,14 @@ class _Interpolation(_Node):
             out.append(str(value))
         return "".join(out)
 
-    def parse(self, value: Any, path: str, into: dict[str, Any]) -> None:
+    def parse(self, value: Any, path: str, into: dict[str, Any], strict: bool = True) -> None:
         if not isinstance(value, str):
             raise WireMismatch(path, f"expected a string, got {type(value).__name__}")
         match = self.pattern.match(value)
         if match is None:
             raise WireMismatch(path, f"{value!r} does not follow the pattern {self.describe()}")
         for var, text in zip(self.vars, match.groups(), strict=True):
-            var.parse(text, path, into)
+            var.parse(text, path, into, strict)
 
     def describe(self) -> str:
         return "".join(p if isinstance(p, str) else p.spelled for p in self.parts)
@@ -261,16 +278,21 @@ class _Object(_Node):
                 out[key] = value
         return out
 
-    def parse(self, value: Any, path: str, into: dict[str, Any]) -> None:
+    def parse(self, value: Any, path: str, into: dict[str, Any], strict: bool = True) -> None:
         if not isinstance(value, dict):
             raise WireMismatch(path, f"expected an object, got {type(value).__name__}")
         for key, node in self.fields.items():
             child = f"{path}.{key}" if path else key
             if key not in value:
-                if isinstance(node, _Literal):
+                if strict:
                     raise WireMismatch(child, "field is missing")
                 continue
-            node.parse(value[key], child, into)
+            try:
+                node.parse(value[key], child, into, strict)
+            except WireMismatch:
+                # Lenient readers (a production client) take what they can.
+                if strict:
+                    raise
 
     def walk(self, path: str) -> Iterator[tuple[str, _Node]]:
         yield path, self
@@ -287,11 +309,11 @@ class _Array(_Node):
     def render(self, view: Mapping[str, Any]) -> Any:
         return [item.render(view) for item in self.items]
 
-    def parse(self, value: Any, path: str, into: dict[str, Any]) -> None:
+    def parse(self, value: Any, path: str, into: dict[str, Any], strict: bool = True) -> None:
         if not isinstance(value, list):
             raise WireMismatch(path, f"expected an array, got {type(value).__name__}")
         for index, (node, item) in enumerate(zip(self.items, value, strict=False)):
-            node.parse(item, f"{path}[{index}]", into)
+            node.parse(item, f"{path}[{index}]", into, strict)
 
 
 # -- public -------------------------------------------------------------------------------------
@@ -308,10 +330,15 @@ class Template:
         """Build the provider JSON for a canonical view (absent values drop their field)."""
         return self.root.render(view)
 
-    def parse(self, value: Any) -> dict[str, Any]:
-        """Read the canonical values out of provider JSON; raise WireMismatch where it differs."""
+    def parse(self, value: Any, *, strict: bool = True) -> dict[str, Any]:
+        """Read the canonical values out of provider JSON.
+
+        Strict (conformance checks): raise WireMismatch at the first difference.
+        Lenient: skip fields that differ and keep what fits; only a root of
+        the wrong JSON type raises.
+        """
         into: dict[str, Any] = {}
-        self.root.parse(value, "", into)
+        self.root.parse(value, "", into, strict)
         return into
 
     def placeholders(self) -> dict[str, str]:

@@ -48,7 +48,7 @@ def routes(state: MockState) -> list[BaseRoute]:
 
     async def requests(request: Request) -> Response:
         raw = request.query_params.get("limit", "100")
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 7):
             return _bad("limit must be a whole number, e.g. ?limit=50")
         provider = request.query_params.get("provider")
         return json_response(200, {"requests": state.journal.entries(int(raw), provider)})
@@ -98,7 +98,7 @@ def routes(state: MockState) -> list[BaseRoute]:
     async def advance(request: Request) -> Response:
         try:
             doc: Any = json.loads(await request.body())
-        except ValueError:
+        except (ValueError, RecursionError):
             return _bad('send JSON like {"seconds": 60}')
         seconds = doc.get("seconds") if isinstance(doc, dict) else None
         if (
@@ -109,7 +109,10 @@ def routes(state: MockState) -> list[BaseRoute]:
             return _bad('"seconds" must be a number, e.g. {"seconds": 60}')
         if seconds < 0:
             return _bad("the clock only moves forward; send a positive number of seconds")
-        return json_response(200, {"now": state.clock.advance(float(seconds))})
+        try:
+            return json_response(200, {"now": state.clock.advance(float(seconds))})
+        except ValueError as exc:
+            return _bad(str(exc))
 
     async def reset(request: Request) -> Response:
         state.reset()

@@ -8,6 +8,7 @@ socket, and ``paddock serve`` is a thin wrapper around the same call.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -224,8 +225,11 @@ def _download(state: MockState) -> Any:
         now = state.clock.now()
         if now > int(expires):
             return _oss_error(403, "AccessDenied", "Request has expired.")
-        task = state.store.get(task_id)
-        if task is None or state_at(task, now, spec.task_retention) != "SUCCEEDED":
+        task = state.store.get(task_id, provider=provider)
+        # The signed link, not the task id's retention, decides how long the file
+        # can be fetched: a link handed out near the end of the task's 24 h
+        # stays good for its own 24 h, as object storage would serve it.
+        if task is None or state_at(task, now, math.inf) != "SUCCEEDED":
             return _oss_error(404, "NoSuchKey", "The specified key does not exist.")
         shape = task.output
         data = await state.videos.aget(shape.width, shape.height, shape.duration, shape.fps)
@@ -234,30 +238,39 @@ def _download(state: MockState) -> Any:
     return download
 
 
+def _byte_range(header: str, size: int) -> tuple[int, int] | bool | None:
+    """(start, end) for a satisfiable single range; None to ignore the header; False for 416."""
+    if not header.startswith("bytes=") or "," in header:
+        return None
+    first, _, last = header[6:].strip().partition("-")
+    if not (first.isdigit() or (not first and last.isdigit())) or (last and not last.isdigit()):
+        return None  # unparseable: ignored, as RFC 9110 says
+    if not first:
+        return (max(size - int(last), 0), size - 1) if size and int(last) else False
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if last and int(last) < start:
+        return None
+    return (start, end) if start < size else False
+
+
 def _ranged(request: Request, data: bytes, content_type: str) -> Response:
     """Serve bytes with single-range support, so an interrupted download can resume."""
     headers = {"Accept-Ranges": "bytes"}
     size = len(data)
-    spec = request.headers.get("range", "")
-    if spec.startswith("bytes=") and "," not in spec:
-        first, _, last = spec[6:].partition("-")
-        try:
-            if first:
-                start, end = int(first), int(last) if last else size - 1
-            else:
-                start, end = max(size - int(last), 0), size - 1
-        except ValueError:
-            start, end = -1, -1
-        if not 0 <= start <= end or start >= size:
-            return Response(b"", 416, headers={"Content-Range": f"bytes */{size}"})
-        end = min(end, size - 1)
+    wanted = _byte_range(request.headers.get("range", ""), size)
+    if wanted is False:
+        return Response(b"", 416, headers={"Content-Range": f"bytes */{size}"})
+    if isinstance(wanted, tuple):
+        start, end = wanted
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        body = b"" if request.method == "HEAD" else data[start : end + 1]
         headers["Content-Length"] = str(end - start + 1)
+        body = b"" if request.method == "HEAD" else data[start : end + 1]
         return Response(body, 206, headers=headers, media_type=content_type)
-    body = b"" if request.method == "HEAD" else data
     headers["Content-Length"] = str(size)
-    return Response(body, 200, headers=headers, media_type=content_type)
+    return Response(
+        b"" if request.method == "HEAD" else data, 200, headers=headers, media_type=content_type
+    )
 
 
 def _policy_terms(doc: dict[str, Any]) -> tuple[float, str | None, int]:
@@ -311,6 +324,10 @@ def _upload(state: MockState) -> Any:
             if len(data) > int(limit):
                 return _oss_error(
                     400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size."
+                )
+            if f"uploads/{key}" in state.media and fields.get("x-oss-forbid-overwrite") == "true":
+                return _oss_error(
+                    409, "FileAlreadyExists", "The object you specified already exists."
                 )
             content_type = (
                 fields.get("x-oss-content-type")

@@ -31,10 +31,18 @@ class Clock:
     def now(self) -> float:
         return self._start + (time.monotonic() - self._mono) * self.speed + self._advanced
 
+    # Timestamps must stay formattable (datetime ends at year 9999); a century
+    # outlasts every retention any provider has.
+    MAX_ADVANCE = 100 * 365 * 86400.0
+
     def advance(self, seconds: float) -> float:
         """Jump forward (never back: task states only move along their edges)."""
         if seconds < 0:
             raise ValueError("the clock only moves forward")
         with self._lock:
+            if self._advanced + seconds > self.MAX_ADVANCE:
+                raise ValueError(
+                    f"the clock may move at most {self.MAX_ADVANCE:.0f} s (100 years) in all"
+                )
             self._advanced += seconds
         return self.now()

@@ -18,10 +18,10 @@ from contracts.task import TaskRequest
 
 __all__ = ["Journal", "redact_headers", "summarize_body"]
 
-_SECRET_HEADERS = frozenset(
-    {"authorization", "x-api-key", "api-key", "cookie", "proxy-authorization"}
-)
-_SECRET_RAW = frozenset(name.encode() for name in _SECRET_HEADERS)
+# Any header whose name suggests a credential is redacted, not just Authorization:
+# providers and SDKs invent their own (X-DashScope-ApiKey, X-Api-Key...).
+_SECRET_PARTS = (b"auth", b"key", b"token", b"secret", b"signature", b"cookie", b"password")
+_SCHEMES = frozenset({b"bearer", b"basic", b"token", b"digest"})
 _BODY_KEEP = 16 * 1024
 _DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*,[A-Za-z0-9+/=%_.-]{64,}")
 
@@ -29,12 +29,17 @@ _DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*,[A-Za-z0-9+/=%_.
 def redact_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """ASGI raw headers with credentials replaced: the scheme stays, the key never does."""
     # ASGI servers hand header names over in lower case.
-    return [(name, _redact(value) if name in _SECRET_RAW else value) for name, value in headers]
+    return [(name, _redact(value) if _secret(name) else value) for name, value in headers]
+
+
+def _secret(name: bytes) -> bool:
+    return any(part in name for part in _SECRET_PARTS)
 
 
 def _redact(value: bytes) -> bytes:
-    scheme = value.split(b" ", 1)[0] if b" " in value else b""
-    return (scheme + b" <redacted>").strip()
+    """Keep a scheme word (``Bearer``) so a person can see which auth was tried; never the rest."""
+    first = value.split(b" ", 1)[0]
+    return first + b" <redacted>" if first.lower() in _SCHEMES else b"<redacted>"
 
 
 def _expand(marks: Mapping[str, Any]) -> dict[str, Any]:
@@ -114,6 +119,8 @@ class Journal:
     ) -> list[dict[str, Any]]:
         """Newest first, as JSON-able dicts."""
         out: list[dict[str, Any]] = []
+        if limit is not None and limit <= 0:
+            return out
         for entry in reversed(self._entries):
             (seq, at, method, path, prov, op, status, headers, body, elapsed, marks, task_id) = (
                 entry

@@ -39,13 +39,31 @@ class Signer:
 
     def __init__(self, secret: bytes | None = None) -> None:
         self._secret = secret or secrets.token_bytes(32)
+        self._owners: dict[str, str] = {}
 
     def sign(self, *parts: str) -> str:
         message = "\n".join(parts).encode()
         return _b64(hmac.new(self._secret, message, hashlib.sha256).digest()[:20])
 
+    def owner(self, key: str) -> str:
+        """A task owner's name: an HMAC of the key under the server's secret.
+
+        Stable for the server's life (and across workers sharing the secret),
+        never the key, and not confirmable by hashing a guessed weak key.
+        """
+        name = self._owners.get(key)
+        if name is None:
+            if len(self._owners) > 4096:
+                self._owners.clear()
+            name = self._owners[key] = hmac.new(
+                self._secret, key.encode(), hashlib.sha256
+            ).hexdigest()[:24]
+        return name
+
     def verify(self, signature: str, *parts: str) -> bool:
-        return hmac.compare_digest(signature, self.sign(*parts))
+        # Bytes: compare_digest refuses non-ASCII str, and a query string can carry anything.
+        expected = self.sign(*parts).encode()
+        return hmac.compare_digest(signature.encode("utf-8", "replace"), expected)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,9 @@ class Store(Protocol):
     """What the mock needs from a task store; a shared (Redis) store implements the same."""
 
     def put(self, task: TaskRecord) -> None: ...
-    def get(self, task_id: str, owner: str | None = None) -> TaskRecord | None: ...
+    def get(
+        self, task_id: str, owner: str | None = None, provider: str | None = None
+    ) -> TaskRecord | None: ...
     def replace(self, old: TaskRecord, new: TaskRecord) -> bool: ...
     def tasks(
         self, provider: str | None = None, owner: str | None = None
@@ -55,9 +57,20 @@ class MemoryStore:
                 self._tasks.pop(next(iter(self._tasks)))
             self._tasks[task.id] = task
 
-    def get(self, task_id: str, owner: str | None = None) -> TaskRecord | None:
+    def get(
+        self, task_id: str, owner: str | None = None, provider: str | None = None
+    ) -> TaskRecord | None:
+        """The task, if it exists, belongs to ``owner`` and to ``provider`` (when given).
+
+        One process serves every provider from one store; a task is only ever
+        visible through the provider that created it.
+        """
         task = self._tasks.get(task_id)
-        if task is None or (owner is not None and task.owner != owner):
+        if task is None:
+            return None
+        if (owner is not None and task.owner != owner) or (
+            provider is not None and task.provider != provider
+        ):
             return None
         return task
 

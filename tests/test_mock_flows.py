@@ -507,3 +507,56 @@ def test_journal_lists_fields_the_service_ignored(mock: Mock) -> None:
         "ignored"
         not in mock.client.get("/_paddock/requests?limit=1").json()["requests"][0]["marks"]
     )
+
+
+def test_keys_in_any_credential_header_are_redacted(mock: Mock) -> None:
+    mock.create(
+        "dashscope",
+        SEED_003_DASHSCOPE,
+        **{"X-DashScope-ApiKey": "sk-secret-1", "Authorization": "sk-secret-2 x"},
+    )
+    entry = mock.client.get("/_paddock/requests?limit=1").json()["requests"][0]
+    assert "sk-secret" not in str(entry)
+    assert entry["headers"]["authorization"] == "<redacted>"
+
+
+def test_result_link_outlives_the_task_id_as_object_storage_would(make_mock: Any) -> None:
+    mock = make_mock(timing="realistic")
+    task_id = mock.create("dashscope", SEED_003_DASHSCOPE).json()["output"]["task_id"]
+    url = run_to(mock, "dashscope", task_id, 3600)["output"]["video_url"]
+    mock.advance(86400 - 3600 + 1)  # the task id has expired ...
+    assert mock.query("dashscope", task_id).json()["output"]["task_status"] == "UNKNOWN"
+    assert mock.client.get(url).status_code == 200  # ... its link has not
+
+
+def test_uploads_refuse_overwrite_and_malformed_ranges_are_ignored(mock: Mock) -> None:
+    task_id = mock.create("dashscope", SEED_003_DASHSCOPE).json()["output"]["task_id"]
+    url = run_to(mock, "dashscope", task_id)["output"]["video_url"]
+    whole = mock.client.get(url)
+    assert mock.client.get(url, headers={"Range": "bytes=abc"}).content == whole.content
+    assert (
+        mock.client.get(url, headers={"Range": f"bytes={len(whole.content)}-"}).status_code == 416
+    )
+
+
+def test_wan27_takes_a_first_clip_instead_of_a_first_frame(mock: Mock) -> None:
+    from mock_server.videos import render_mp4
+    from tests.conftest import data_uri
+
+    clip = data_uri(render_mp4(320, 240, 2), "video/mp4")
+    body = {
+        "model": "wan2.7-i2v",
+        "input": {"prompt": "go on", "media": [{"type": "first_clip", "url": clip}]},
+    }
+    assert mock.create("dashscope", body).status_code == 200
+    neither = {"model": "wan2.7-i2v", "input": {"prompt": "go on", "media": []}}
+    response = mock.create("dashscope", neither)
+    assert response.status_code == 400 and "first_frame or first_clip" in response.json()["message"]
+
+
+def test_apiyi_negative_prompt_limit(mock: Mock) -> None:
+    long = {**SEED_000_APIYI, "input": {**SEED_000_APIYI["input"], "negative_prompt": "n" * 501}}
+    response = mock.create("apiyi", long)
+    assert response.status_code == 400 and "limit is 500" in response.json()["error"]["message"]
+    ok = {**SEED_000_APIYI, "input": {**SEED_000_APIYI["input"], "negative_prompt": "blur"}}
+    assert mock.create("apiyi", ok).status_code == 200

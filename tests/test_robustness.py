@@ -100,3 +100,68 @@ def test_hostile_bodies(mock: Mock) -> None:
             QUERY_PATHS[provider].format("%00..%2F" + "x" * 5000), headers=HEADERS[provider]
         )
         assert odd.status_code < 500
+
+
+def test_a_provider_never_reaches_another_providers_tasks(mock: Mock) -> None:
+    from tests.test_mock_flows import SEED_000_APIYI
+
+    apiyi_id = mock.create("apiyi", SEED_000_APIYI).json()["output"]["task_id"]
+    cancel = mock.client.post(
+        f"/dashscope/api/v1/tasks/{apiyi_id}/cancel", headers=HEADERS["dashscope"]
+    )
+    assert cancel.status_code == 400
+    assert mock.query("dashscope", apiyi_id).json()["output"]["task_status"] == "UNKNOWN"
+    assert mock.query("anyfast", apiyi_id).status_code == 404
+    assert mock.query("apiyi", apiyi_id).json()["status"] == "submitted"  # untouched
+
+
+def test_malformed_media_urls_and_signatures_are_4xx(mock: Mock) -> None:
+    from contracts.bodies import build_create_body
+
+    for url in (
+        "http://[::1",
+        "http://[abc]/x.png",
+        "https://exa\uff03mple.com/a.png",
+        "http://a:b/c",
+    ):
+        for provider in ("dashscope", "anyfast"):
+            spec = mock.state.specs[provider]
+            body = build_create_body(
+                spec, "happyhorse-1.0-i2v", prompt="x", media=[("first_frame", url)]
+            )
+            response = mock.create(provider, body)
+            assert 400 <= response.status_code < 500, (provider, url, response.text)
+    odd = mock.client.get("/_storage/results/dashscope/x.mp4?Expires=1&Signature=%C3%A9")
+    assert odd.status_code == 403
+    form = mock.client.post(
+        "/_storage/oss",
+        data={"Signature": "\u00e9", "policy": "x", "key": "k"},
+        files={"file": ("a.png", b"x", "image/png")},
+    )
+    assert form.status_code == 403
+
+
+def test_admin_rejects_odd_limits_and_absurd_clock_jumps(mock: Mock) -> None:
+    assert mock.client.get("/_paddock/requests?limit=\u00b2").status_code == 400
+    assert mock.client.get("/_paddock/requests?limit=" + "9" * 5000).status_code == 400
+    assert mock.client.get("/_paddock/requests?limit=0").json()["requests"] == []
+    assert mock.client.post("/_paddock/clock/advance", json={"seconds": 1e12}).status_code == 400
+    assert mock.client.post("/_paddock/clock/advance", json={"seconds": 1e308}).status_code == 400
+    assert mock.client.get("/_paddock/health").json()["now"] is not None
+
+
+def test_a_bug_in_a_handler_still_answers_in_the_envelope(mock: Mock, monkeypatch: Any) -> None:
+    from mock_server import service
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    from tests.test_mock_flows import SEED_003_DASHSCOPE
+
+    task_id = mock.create("dashscope", SEED_003_DASHSCOPE).json()["output"]["task_id"]
+    monkeypatch.setattr(service, "state_at", broken)
+    response = mock.client.get(
+        QUERY_PATHS["dashscope"].format(task_id), headers=HEADERS["dashscope"]
+    )
+    assert (response.status_code, response.json()["code"]) == (500, "InternalError")
+    assert "boom" not in response.text
