@@ -39,6 +39,18 @@ def _speed(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number above 0, got {text!r}")
+    return int(text)
+
+
+def _non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    return int(text)
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or not 0 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"--port takes 0 to 65535, got {text!r}")
@@ -88,6 +100,59 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
     )
+
+    def client_flags(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--provider", required=True, help="dashscope, apiyi or anyfast")
+        sub.add_argument(
+            "--base-url",
+            help="provider host root (default: the documented host); "
+            "for a paddock mock: http://HOST:PORT/PROVIDER",
+        )
+        sub.add_argument(
+            "--region", help="a region of the provider (DashScope: singapore, beijing)"
+        )
+        sub.add_argument("--specs", type=Path, help="read specs from this directory")
+        sub.add_argument("--json", action="store_true", help="print the canonical task as JSON")
+
+    generate = commands.add_parser("generate", help="create a video, follow it, download the MP4")
+    client_flags(generate)
+    generate.add_argument("--model", required=True)
+    generate.add_argument("--prompt")
+    generate.add_argument(
+        "--image", action="append", default=[], metavar="PATH|URL", help="first frame"
+    )
+    generate.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="PATH|URL",
+        help="reference image (repeatable)",
+    )
+    generate.add_argument("--audio", metavar="PATH|URL", help="driving audio")
+    generate.add_argument("--resolution")
+    generate.add_argument("--duration", type=_positive_int)
+    generate.add_argument("--ratio")
+    generate.add_argument("--seed", type=_non_negative_int)
+    generate.add_argument("--out", required=True, type=Path, metavar="FILE.mp4")
+    generate.add_argument(
+        "--timeout",
+        type=_speed,
+        default=1800.0,
+        help="give up waiting after S seconds (default 1800)",
+    )
+    generate.add_argument(
+        "--poll-interval",
+        type=_speed,
+        help="seconds between polls (default: the provider's documented pace)",
+    )
+
+    status = commands.add_parser("status", help="show a task's state")
+    client_flags(status)
+    status.add_argument("task_id", metavar="TASK_ID")
+
+    cancel = commands.add_parser("cancel", help="cancel a PENDING task")
+    client_flags(cancel)
+    cancel.add_argument("task_id", metavar="TASK_ID")
     return parser
 
 
@@ -100,7 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if args.command == "serve":
             return _serve(args)
-        raise UsageError(f"unknown command {args.command!r}")
+        from paddock import generate
+
+        return generate.run(args)
     except UsageError as exc:
         print(f"paddock: {exc}", file=sys.stderr)
         return 2
