@@ -129,6 +129,7 @@ class Plan:
     threads: int
     connections: int
     wrk: str
+    client_tasks: int = 1000
     samples: dict[tuple[str, str], list[WrkResult]] = field(default_factory=dict)
 
     def wrk_flags(self) -> str:
@@ -363,6 +364,12 @@ def _parse_args(argv: Sequence[str] | None) -> Plan:
     parser.add_argument("--warmup", type=int, default=1, help="warm-up s per pair (default 1)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    parser.add_argument(
+        "--client-tasks",
+        type=int,
+        default=1000,
+        help="concurrent tasks for the async client phase; 0 skips it (default 1000)",
+    )
     args = parser.parse_args(argv)
     for name in ("rounds", "duration", "warmup", "threads", "connections"):
         if getattr(args, name) < 1:
@@ -372,7 +379,36 @@ def _parse_args(argv: Sequence[str] | None) -> Plan:
     wrk = shutil.which("wrk")
     if wrk is None:
         raise BenchError("wrk is not on PATH; install it with: apt-get install wrk")
-    return Plan(args.rounds, args.duration, args.warmup, args.threads, args.connections, wrk)
+    return Plan(
+        args.rounds,
+        args.duration,
+        args.warmup,
+        args.threads,
+        args.connections,
+        wrk,
+        max(args.client_tasks, 0),
+    )
+
+
+def _client_phase(plan: Plan, workdir: Path, servers: list[Server]) -> list[str]:
+    """The async client against a fast-clocked mock of its own (see bench/clients.py)."""
+    if plan.client_tasks <= 0:
+        return ["async client: skipped (--client-tasks 0)"]
+    from bench.clients import run_clients
+
+    mock = start_server(
+        "paddock-fast",
+        [sys.executable, "-m", "paddock", "serve", "--timing", "fast", "--speed", "20"],
+        "/_paddock/health",
+        workdir,
+    )
+    servers.append(mock)
+    print(f"bench: async client, {plan.client_tasks} tasks at once ...", flush=True)
+    try:
+        run = run_clients(f"{mock.base}/dashscope", mock.proc.pid, tasks=plan.client_tasks)
+    except (RuntimeError, OSError) as exc:
+        raise BenchError(f"async client phase failed: {exc}\n{mock.log_tail()}") from None
+    return run.lines()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -410,11 +446,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for route in ROUTES
                 }
                 measure(plan, urls, scripts)
+                for server in servers:
+                    stop_server(server)
+                servers.clear()
+                client_lines = _client_phase(plan, workdir, servers)
             finally:
                 for server in servers:
                     stop_server(server)
         print()
         print(report(plan))
+        print()
+        print("\n".join(client_lines))
         print(
             f"\nbench: total {time.monotonic() - started:.1f} s "
             "(ratios under target are reported, not failed)"

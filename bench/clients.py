@@ -1,0 +1,100 @@
+"""The async reference client driving many tasks at once: is the client ever the bottleneck?
+
+Starts ``paddock serve --timing fast --speed S`` (tasks finish in a fraction
+of a second of real time), then runs N tasks concurrently through create,
+poll and completion with ``AsyncClient`` in this process. It reports tasks
+per second and the CPU each side used per second of wall time: if the server
+is near a full core while the client is well under, the server saturates
+first, which is what a load generator built on the client needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from contracts.client import AsyncClient, Task
+
+__all__ = ["ClientRun", "run_clients"]
+
+_TICKS = 100.0  # clock ticks per second for /proc/<pid>/stat on Linux
+
+
+@dataclass(frozen=True)
+class ClientRun:
+    tasks: int
+    seconds: float
+    client_cpu: float  # CPU seconds used by this process
+    server_cpu: float  # CPU seconds used by the server process
+
+    def lines(self) -> list[str]:
+        rate = self.tasks / self.seconds
+        client_share = self.client_cpu / self.seconds
+        server_share = self.server_cpu / self.seconds
+        verdict = (
+            "the server saturates first"
+            if server_share > client_share
+            else "the CLIENT is the bottleneck"
+        )
+        return [
+            f"async client: {self.tasks} concurrent tasks (create, poll, complete) in "
+            f"{self.seconds:.1f} s = {rate:.0f} tasks/s",
+            f"  CPU per wall second: client {client_share:.0%} of a core, "
+            f"server {server_share:.0%} of a core "
+            f"(client/server {client_share / server_share:.2f}x): {verdict}",
+        ]
+
+
+def _process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _drive(base_url: str, tasks: int, poll: float) -> list[Task]:
+    # One uvicorn worker is saturated by a few connections; more only add
+    # httpcore's per-connection bookkeeping to the client's side.
+    limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
+    async with AsyncClient(
+        "dashscope",
+        base_url=base_url,
+        api_key="sk-bench-client",
+        poll_interval=poll,
+        limits=limits,
+        timeout=120,
+    ) as client:
+
+        async def one(i: int) -> Task:
+            task = await client.submit("happyhorse-1.0-t2v", prompt=f"scene {i}", duration=3)
+            return await client.wait(task.id, timeout=300)
+
+        return await asyncio.gather(*(one(i) for i in range(tasks)))
+
+
+def run_clients(
+    base_url: str, server_pid: int, *, tasks: int = 1000, poll: float = 0.5
+) -> ClientRun:
+    """Run the tasks and measure both sides' CPU over the same wall interval."""
+    client_before, server_before = _own_cpu(), _process_cpu(server_pid)
+    started = time.perf_counter()
+    done = asyncio.run(_drive(base_url, tasks, poll))
+    seconds = time.perf_counter() - started
+    client_cpu, server_cpu = _own_cpu() - client_before, _process_cpu(server_pid) - server_before
+    failed = [t for t in done if not t.succeeded]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {tasks} tasks did not succeed, e.g. {failed[0]}")
+    return ClientRun(tasks, seconds, client_cpu, server_cpu)
+
+
+if __name__ == "__main__":  # python -m bench.clients http://127.0.0.1:PORT/dashscope SERVER_PID
+    print("\n".join(run_clients(sys.argv[1], int(sys.argv[2])).lines()))
