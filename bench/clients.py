@@ -61,9 +61,9 @@ def _own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _drive(base_url: str, tasks: int, poll: float) -> list[Task]:
+async def _drive(base_url: str, server_pid: int, tasks: int, poll: float) -> ClientRun:
     # One uvicorn worker is saturated by a few connections; more only add
-    # httpcore's per-connection bookkeeping to the client's side.
+    # per-connection bookkeeping to the client's side.
     limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
     async with AsyncClient(
         "dashscope",
@@ -76,24 +76,26 @@ async def _drive(base_url: str, tasks: int, poll: float) -> list[Task]:
 
         async def one(i: int) -> Task:
             task = await client.submit("happyhorse-1.0-t2v", prompt=f"scene {i}", duration=3)
-            return await client.wait(task.id, timeout=300)
+            return await client.wait(task, timeout=300)
 
-        return await asyncio.gather(*(one(i) for i in range(tasks)))
+        await one(-1)  # connections open and specs loaded before the clock starts
+        client_before, server_before = _own_cpu(), _process_cpu(server_pid)
+        started = time.perf_counter()
+        done = await asyncio.gather(*(one(i) for i in range(tasks)))
+        seconds = time.perf_counter() - started
+        client_cpu = _own_cpu() - client_before
+        server_cpu = _process_cpu(server_pid) - server_before
+    failed = [t for t in done if not t.succeeded]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {tasks} tasks did not succeed, e.g. {failed[0]}")
+    return ClientRun(tasks, seconds, client_cpu, server_cpu)
 
 
 def run_clients(
     base_url: str, server_pid: int, *, tasks: int = 1000, poll: float = 0.5
 ) -> ClientRun:
     """Run the tasks and measure both sides' CPU over the same wall interval."""
-    client_before, server_before = _own_cpu(), _process_cpu(server_pid)
-    started = time.perf_counter()
-    done = asyncio.run(_drive(base_url, tasks, poll))
-    seconds = time.perf_counter() - started
-    client_cpu, server_cpu = _own_cpu() - client_before, _process_cpu(server_pid) - server_before
-    failed = [t for t in done if not t.succeeded]
-    if failed:
-        raise RuntimeError(f"{len(failed)} of {tasks} tasks did not succeed, e.g. {failed[0]}")
-    return ClientRun(tasks, seconds, client_cpu, server_cpu)
+    return asyncio.run(_drive(base_url, server_pid, tasks, poll))
 
 
 if __name__ == "__main__":  # python -m bench.clients http://127.0.0.1:PORT/dashscope SERVER_PID

@@ -333,11 +333,31 @@ def _schema_path(directory: Path) -> Path:
     return local if local.exists() else builtin_specs_dir() / "spec.schema.json"
 
 
+_LOADED: dict[tuple[object, ...], SpecSet] = {}
+
+
 def load_specs(directory: str | Path | None = None) -> SpecSet:
-    """Load every ``*.yaml`` spec in a directory (the built-in specs when None)."""
+    """Load every ``*.yaml`` spec in a directory (the built-in specs when None).
+
+    Loading (YAML, schema validation, template compilation) takes a tenth of a
+    second and the result is immutable, so a directory whose files are
+    unchanged (same names, sizes and modification times) is loaded once.
+    """
     root = Path(directory) if directory is not None else builtin_specs_dir()
     if not root.is_dir():
         raise SpecError(str(root), "", "is not a directory of spec files")
+    files = sorted((*root.glob("*.yaml"), *root.glob("spec.schema.json")))
+    stamp = (
+        str(root.resolve()),
+        *((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files),
+    )
+    cached = _LOADED.get(stamp)
+    if cached is None:
+        cached = _LOADED[stamp] = _load_specs(root)
+    return cached
+
+
+def _load_specs(root: Path) -> SpecSet:
     raw_docs: dict[str, tuple[Path, Json]] = {}
     for path in sorted(root.glob("*.yaml")):
         doc = _read_yaml(path)

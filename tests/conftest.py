@@ -10,9 +10,11 @@ import time
 import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio.from_thread
+import av
 import httpx
 import pytest
 import uvicorn
@@ -48,6 +50,14 @@ def image_bytes(width: int = 640, height: int = 480, fmt: str = "PNG") -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), (40, 120, 200)).save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+def open_video(path: Path) -> tuple[float, int, int, float]:
+    """Duration (s), width, height and frame rate of an MP4, as PyAV reads it."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert container.duration is not None
+        return container.duration / 1e6, stream.width, stream.height, float(stream.average_rate)
 
 
 def data_uri(payload: bytes, mime: str = "image/png") -> str:

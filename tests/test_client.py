@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import av
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -30,7 +29,15 @@ from contracts.errors import (
 from contracts.spec import SpecSet
 from mock_server.app import MockState, create_app
 from mock_server.clock import Clock
-from tests.conftest import KEY, LiveServer, SyncASGITransport, image_bytes, png_uri, wav_bytes
+from tests.conftest import (
+    KEY,
+    LiveServer,
+    SyncASGITransport,
+    image_bytes,
+    open_video,
+    png_uri,
+    wav_bytes,
+)
 
 REMOTE = "https://cdn.example.com/frame.png"
 MODELS = {
@@ -89,12 +96,6 @@ def client_for(app: Starlette) -> Iterator[Callable[..., Client]]:
         client.close()
     for transport in transports:
         transport.close()
-
-
-def open_video(path: Path) -> tuple[float, int, int, float]:
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        return container.duration / 1e6, stream.width, stream.height, float(stream.average_rate)
 
 
 @pytest.mark.parametrize("provider", sorted(MODELS))

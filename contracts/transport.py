@@ -1,0 +1,495 @@
+"""A lean HTTP/1.1 transport for the async client, so the client is never the bottleneck.
+
+httpx's default transport (httpcore over anyio) spends most of its time on
+pool bookkeeping: measured in ``nox -s bench``, a thousand concurrent tasks
+cost the client a full core while the mock server it drove used a fifth of
+one. Against these APIs the client needs nothing httpcore adds beyond
+HTTP/1.1 keep-alive: no HTTP/2, no proxies (the client sends requests
+through httpx's own proxy mounts when the environment names a proxy), no
+upgrades. So this transport keeps a stack of idle connections per origin,
+each an ``asyncio.Protocol`` that feeds httptools (llhttp, the parser
+uvicorn serves with) straight from ``data_received``.
+
+It is an ordinary ``httpx.AsyncBaseTransport`` (requests, responses,
+timeouts and errors keep httpx's types and meaning) and also offers
+:meth:`LeanTransport.exchange`, one whole request/response with plain
+values, which the async client uses for its small JSON calls so they skip
+building httpx model objects too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import ssl
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, cast
+from urllib.parse import quote, urlencode, urlsplit
+
+import httptools
+import httpx
+
+__all__ = ["LeanTransport", "Reply"]
+
+_Origin = tuple[str, str, int]
+_Headers = list[tuple[bytes, bytes]]
+_PAUSE_AT = 1024 * 1024  # stop reading the socket when this much body waits unread
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+
+
+class Reply:
+    """A whole response from :meth:`LeanTransport.exchange`."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: httpx.Headers, body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive socket, used by one request at a time.
+
+    Parser callbacks fill in the current response; ``_wake`` releases the
+    coroutine waiting for the head, for more body, or for the socket to
+    accept more of a large upload.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.idle_since = time.monotonic()
+        self.closed = False
+        self.error: Exception | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+        self._paused = False
+        self.reset()
+
+    def reset(self) -> None:
+        """Ready for the next response on this connection."""
+        self.parser = httptools.HttpResponseParser(self)
+        self.headers: _Headers = []
+        self.head_done = False
+        self.complete = False
+        self.framed = False  # Content-Length or chunked: the end is known, not the close
+        self.keep_alive = False
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.active = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Not an isinstance check: uvloop's transports do not subclass asyncio's.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.active:
+            # Bytes while idle: the server is not speaking HTTP/1.1 to us; drop it.
+            self.error = httpx.RemoteProtocolError("the server sent data nobody asked for")
+            self.close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.error = httpx.RemoteProtocolError("the server switched protocols unasked")
+        except httptools.HttpParserError as exc:
+            self.error = httpx.RemoteProtocolError(f"malformed HTTP response: {exc}")
+        if self.buffered > _PAUSE_AT and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool | None:
+        self.closed = True
+        self._wake()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if exc is not None and self.error is None and self.active:
+            self.error = httpx.ReadError(f"the connection broke: {exc}")
+        self._wake()
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self._writable = None
+
+    # -- httptools callbacks ---------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        # Asked here because llhttp answers False once the message is complete.
+        self.keep_alive = self.parser.should_keep_alive()
+        self.head_done = True
+        for name, value in self.headers:
+            lowered = name.lower()
+            if lowered == b"content-length" or (
+                lowered == b"transfer-encoding" and b"chunked" in value.lower()
+            ):
+                self.framed = True
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+        self.buffered += len(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+    # -- used by the transport ---------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def reusable(self, now: float, expiry: float) -> bool:
+        if self.closed or self.error is not None or now - self.idle_since >= expiry:
+            return False
+        # The server may have closed it a moment ago and the event loop not yet
+        # run its callback: an idle socket that reads as ready holds an EOF (or
+        # bytes nobody asked for), so it is not reused (httpcore does the same).
+        sock = self.transport.get_extra_info("socket") if self.transport else None
+        if sock is None:
+            return True
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    async def send(self, data: bytes, timeout: float | None) -> None:
+        if self.closed or self.transport is None:
+            raise httpx.WriteError("the connection closed before the request was sent")
+        self.transport.write(data)
+        if self._writable is not None:  # the socket's buffer is full: wait for it to drain
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._writable
+            except TimeoutError:
+                raise httpx.WriteTimeout("sending the request timed out") from None
+
+    async def wait(self, timeout: float | None) -> None:
+        """Until the parser has news (head, body, completion) or the socket closed."""
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        # One timer handle, not asyncio.timeout(): this runs once per response
+        # and the context manager's bookkeeping showed in the client's profile.
+        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    async def read_head(self, timeout: float | None) -> None:
+        while not self.head_done:
+            self.check()
+            if self.closed:
+                raise httpx.RemoteProtocolError("server disconnected without sending a response")
+            await self.wait(timeout)
+        self.check()
+
+    async def next_chunk(self, timeout: float | None) -> bytes | None:
+        """The next piece of body, or None at its end."""
+        while True:
+            if self.chunks:
+                chunk = self.chunks.popleft()
+                self.buffered -= len(chunk)
+                if self._paused and self.buffered < _PAUSE_AT // 2 and self.transport is not None:
+                    self._paused = False
+                    self.transport.resume_reading()
+                return chunk
+            self.check()
+            if self.complete:
+                return None
+            if self.closed:
+                if self.framed:
+                    raise httpx.RemoteProtocolError(
+                        "server closed the connection before the response body was complete"
+                    )
+                self.complete = True  # a body delimited by the connection's close
+                self.keep_alive = False
+                return None
+            await self.wait(timeout)
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+class _Body(httpx.AsyncByteStream):
+    """The response body, read from the socket as the caller iterates."""
+
+    def __init__(
+        self,
+        transport: LeanTransport,
+        origin: _Origin,
+        connection: _Connection,
+        read_timeout: float | None,
+    ) -> None:
+        self._transport = transport
+        self._origin = origin
+        self._connection: _Connection | None = connection
+        self._timeout = read_timeout
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        connection = self._connection
+        while connection is not None:
+            chunk = await connection.next_chunk(self._timeout)
+            if chunk is None:
+                return
+            yield chunk
+
+    async def aclose(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._transport._release(self._origin, connection)
+
+
+class LeanTransport(httpx.AsyncBaseTransport):
+    """HTTP/1.1 keep-alive on asyncio protocols, at most ``max_connections`` in flight."""
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 16,
+        keepalive_expiry: float = 5.0,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self._max = max_connections
+        self._expiry = keepalive_expiry
+        self._verify = verify
+        self._ssl: ssl.SSLContext | None = None
+        self._idle: dict[_Origin, list[_Connection]] = {}
+        self._slots: asyncio.Semaphore | None = None
+        self._closed = False
+
+    # -- httpx's interface -----------------------------------------------------------------------
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeouts: Mapping[str, float | None] = request.extensions.get("timeout", {})
+        url = request.url
+        origin = _origin(url.scheme, url.host, url.port)
+        connection = await self._open(origin, timeouts)
+        try:
+            await self._write(
+                connection,
+                request.method,
+                url.raw_path,
+                request.headers.raw,
+                request.stream,
+                timeouts.get("write"),
+            )
+            await connection.read_head(timeouts.get("read"))
+            if request.method == "HEAD":
+                # llhttp cannot be told the request was HEAD, so it would wait
+                # for a body that never comes: read none, do not reuse the socket.
+                connection.chunks.clear()
+                connection.complete, connection.keep_alive = True, False
+        except BaseException:
+            self._release(origin, connection, broken=True)
+            raise
+        return httpx.Response(
+            connection.parser.get_status_code(),
+            headers=connection.headers,
+            stream=_Body(self, origin, connection, timeouts.get("read")),
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for stack in self._idle.values():
+            for connection in stack:
+                connection.close()
+        self._idle.clear()
+
+    # -- the lean interface ------------------------------------------------------------------------
+
+    async def exchange(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        params: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        timeout: Mapping[str, float | None] | None = None,
+    ) -> Reply:
+        """One request with a whole body, answered with the whole response.
+
+        For small API calls: the same wire behaviour as
+        :meth:`handle_async_request`, without building httpx model objects.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise httpx.UnsupportedProtocol(f"cannot send to {url!r}: not an http(s) URL")
+        target = quote(parts.path or "/", safe=_PATH_SAFE)
+        query = "&".join(q for q in (parts.query, urlencode(params) if params else "") if q)
+        if query:
+            target += "?" + query
+        raw: _Headers = [(b"Host", parts.netloc.rsplit("@", 1)[-1].encode("idna"))]
+        raw += [
+            (name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+        ]
+        if content is not None or method in ("POST", "PUT", "PATCH"):
+            raw.append((b"Content-Length", b"%d" % len(content or b"")))
+        timeouts = timeout or {}
+        origin = _origin(parts.scheme, parts.hostname, parts.port)
+        connection = await self._open(origin, timeouts)
+        try:
+            await self._write(
+                connection,
+                method,
+                target.encode("ascii"),
+                raw,
+                (content or b"",),
+                timeouts.get("write"),
+            )
+            read_timeout = timeouts.get("read")
+            await connection.read_head(read_timeout)
+            body = []
+            while (chunk := await connection.next_chunk(read_timeout)) is not None:
+                body.append(chunk)
+        except BaseException:
+            self._release(origin, connection, broken=True)
+            raise
+        reply = Reply(
+            connection.parser.get_status_code(), httpx.Headers(connection.headers), b"".join(body)
+        )
+        self._release(origin, connection)
+        return reply
+
+    # -- connections -------------------------------------------------------------------------------
+
+    async def _open(self, origin: _Origin, timeouts: Mapping[str, float | None]) -> _Connection:
+        if self._closed:
+            raise httpx.TransportError("the transport is closed")
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._max)
+        if self._slots.locked():
+            try:
+                async with asyncio.timeout(timeouts.get("pool")):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise httpx.PoolTimeout("no connection became free in time") from None
+        else:
+            await self._slots.acquire()
+        try:
+            connection = self._checkout(origin) or await self._connect(
+                origin, timeouts.get("connect")
+            )
+        except BaseException:
+            self._slots.release()
+            raise
+        connection.active = True
+        return connection
+
+    def _checkout(self, origin: _Origin) -> _Connection | None:
+        stack = self._idle.get(origin)
+        now = time.monotonic()
+        while stack:
+            connection = stack.pop()  # the most recently used is the least likely stale
+            if connection.reusable(now, self._expiry):
+                return connection
+            connection.close()
+        return None
+
+    def _release(self, origin: _Origin, connection: _Connection, *, broken: bool = False) -> None:
+        reuse = (
+            not broken
+            and not self._closed
+            and connection.complete
+            and connection.keep_alive
+            and connection.reusable(time.monotonic(), self._expiry)
+        )
+        if reuse:
+            connection.reset()
+            connection.idle_since = time.monotonic()
+            self._idle.setdefault(origin, []).append(connection)
+        else:
+            connection.close()
+        assert self._slots is not None
+        self._slots.release()
+
+    async def _connect(self, origin: _Origin, timeout: float | None) -> _Connection:
+        scheme, host, port = origin
+        context = self._context() if scheme == "https" else None
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                _, connection = await loop.create_connection(
+                    _Connection, host, port, ssl=context, server_hostname=host if context else None
+                )
+        except TimeoutError:
+            raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
+        return connection
+
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            verify = self._verify
+            self._ssl = (
+                verify
+                if isinstance(verify, ssl.SSLContext)
+                else httpx.create_ssl_context(verify=verify)
+            )
+        return self._ssl
+
+    async def _write(
+        self,
+        connection: _Connection,
+        method: str,
+        target: bytes,
+        headers: Iterable[tuple[bytes, bytes]],
+        body: Any,
+        timeout: float | None,
+    ) -> None:
+        lines = [b"%s %s HTTP/1.1\r\n" % (method.encode("ascii"), target)]
+        chunked = False
+        for name, value in headers:
+            lines.append(b"%s: %s\r\n" % (name, value))
+            if name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+        lines.append(b"\r\n")
+        head = b"".join(lines)
+        if isinstance(body, tuple):  # the lean interface: one whole body
+            await connection.send(head + body[0], timeout)
+            return
+        await connection.send(head, timeout)
+        async for chunk in body:
+            if chunk:
+                framed = b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk
+                await connection.send(framed, timeout)
+        if chunked:
+            await connection.send(b"0\r\n\r\n", timeout)
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(httpx.ReadTimeout("the server did not answer in time"))
+
+
+def _origin(scheme: str, host: str, port: int | None) -> _Origin:
+    if scheme not in ("http", "https"):
+        raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
+    return (scheme, host, port or (443 if scheme == "https" else 80))

@@ -1,0 +1,224 @@
+"""The async client's lean HTTP/1.1 transport, against scripted servers on real sockets.
+
+Each case is something real servers do that a hand-rolled transport could
+get wrong: keep-alive reuse, chunked and close-delimited bodies, a server
+that drops idle connections, a server that stalls, bodies far larger than
+the read buffer, uploads with and without a known length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from contracts.client import AsyncClient
+from contracts.transport import LeanTransport
+from tests.conftest import KEY, LiveServer, image_bytes, open_video
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def _request(reader: asyncio.StreamReader) -> tuple[bytes, bytes] | None:
+    """One request's head and body (Content-Length or chunked), or None at EOF."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        return None
+    lowered = head.lower()
+    if b"transfer-encoding: chunked" in lowered:
+        body = b""
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            chunk = await reader.readexactly(size + 2)
+            if size == 0:
+                return head, body
+            body += chunk[:-2]
+    length = 0
+    for line in lowered.split(b"\r\n"):
+        if line.startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return head, await reader.readexactly(length)
+
+
+async def _serve(handler: Handler) -> tuple[asyncio.Server, str]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}"
+
+
+def _run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(test(), 30))
+
+
+def test_keep_alive_reuses_one_connection_for_many_requests() -> None:
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while (request := await _request(reader)) is not None:
+            body = request[0].split(b" ")[1]  # echo the target
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+        writer.close()
+
+    async def test() -> None:
+        server, base = await _serve(handler)
+        async with server, LeanTransport(max_connections=1) as transport:
+            for i in range(20):
+                reply = await transport.exchange("GET", f"{base}/t/{i}", {}, params={"q": "a b"})
+                assert reply.status == 200 and reply.body == f"/t/{i}?q=a+b".encode()
+            async with httpx.AsyncClient(transport=transport) as client:
+                response = await client.get(f"{base}/via-httpx")
+                assert response.text == "/via-httpx"
+        assert connections == 1
+
+    _run(test)
+
+
+def test_chunked_and_close_delimited_bodies() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await _request(reader)
+        assert request is not None
+        if b"/chunked" in request[0]:
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for part in (b"hello ", b"chunked ", b"world"):
+                writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+        else:  # HTTP/1.0 style: the body ends when the connection closes
+            writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
+        await writer.drain()
+        writer.close()
+
+    async def test() -> None:
+        server, base = await _serve(handler)
+        async with server, LeanTransport() as transport:
+            chunked = await transport.exchange("GET", f"{base}/chunked", {})
+            assert chunked.body == b"hello chunked world"
+            closed = await transport.exchange("GET", f"{base}/close", {})
+            assert closed.body == b"until the end"
+
+    _run(test)
+
+
+def test_a_connection_the_server_dropped_while_idle_is_not_reused() -> None:
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await _request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()  # keep-alive promised, then dropped (as servers do on idle timeouts)
+
+    async def test() -> None:
+        server, base = await _serve(handler)
+        async with server, LeanTransport(max_connections=1) as transport:
+            for _ in range(3):
+                assert (await transport.exchange("POST", base, {}, content=b"x")).body == b"ok"
+                await asyncio.sleep(0.05)  # the loop sees the close before the next request
+        assert connections == 3
+
+    _run(test)
+
+
+def test_a_stalled_server_is_a_read_timeout_and_a_refused_port_a_connect_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _request(reader)
+        await asyncio.sleep(5)
+
+    async def test() -> None:
+        server, base = await _serve(handler)
+        async with server, LeanTransport() as transport:
+            with pytest.raises(httpx.ReadTimeout):
+                await transport.exchange("GET", base, {}, timeout={"read": 0.2})
+        with pytest.raises(httpx.ConnectError):
+            await LeanTransport().exchange("GET", base, {})  # the server is gone now
+        with pytest.raises(httpx.UnsupportedProtocol):
+            await LeanTransport().exchange("GET", "ftp://example.com/", {})
+
+    _run(test)
+
+
+def test_a_response_cut_short_is_a_protocol_error_not_a_short_body() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
+        await writer.drain()
+        writer.close()
+
+    async def test() -> None:
+        server, base = await _serve(handler)
+        async with server, LeanTransport() as transport:
+            with pytest.raises(httpx.RemoteProtocolError, match="before the response body"):
+                await transport.exchange("GET", base, {})
+            # The slot came back: the transport still serves (and fails the same way).
+            with pytest.raises(httpx.RemoteProtocolError):
+                await transport.exchange("GET", base, {})
+
+    _run(test)
+
+
+def test_large_bodies_stream_both_ways_with_the_right_bytes() -> None:
+    size = 24 * 1024 * 1024  # far past the read-pause threshold
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await _request(reader)
+        assert request is not None
+        digest = hashlib.sha256(request[1]).hexdigest().encode()
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Upload: %s\r\n\r\n" % (size, digest)
+        )
+        block = bytes(range(256)) * 4096
+        for _ in range(size // len(block)):
+            writer.write(block)
+            await writer.drain()
+        writer.close()
+
+    async def upload() -> AsyncIterator[bytes]:  # unknown length: sent chunked
+        for _ in range(8):
+            yield b"u" * 1_000_000
+
+    async def test() -> None:
+        server, base = await _serve(handler)
+        async with server, httpx.AsyncClient(transport=LeanTransport()) as client:
+            async with client.stream("POST", base, content=upload()) as response:
+                seen = hashlib.sha256()
+                async for chunk in response.aiter_raw():
+                    seen.update(chunk)
+                    await asyncio.sleep(0)  # a slow reader: the socket must pause, not buffer
+            expected = hashlib.sha256(b"u" * 8_000_000).hexdigest()
+            assert response.headers["x-upload"] == expected
+            assert seen.hexdigest() == hashlib.sha256(bytes(range(256)) * 4096 * 24).hexdigest()
+
+    _run(test)
+
+
+def test_the_async_client_round_trip_over_a_real_socket(
+    serve: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    """Default transport, end to end: upload (multipart), create, poll, download."""
+    server = serve(timing="instant")
+    image = tmp_path / "frame.png"
+    image.write_bytes(image_bytes(640, 360))
+
+    async def test() -> None:
+        async with AsyncClient(
+            "dashscope", base_url=f"{server.url}/dashscope", api_key=KEY, poll_interval=0.05
+        ) as client:
+            task = await client.submit(
+                "happyhorse-1.0-i2v", media=[("first_frame", str(image))], duration=3
+            )
+            done = await client.wait(task)
+            await client.download(done, tmp_path / "out.mp4")
+
+    _run(test)
+    duration, width, height, _ = open_video(tmp_path / "out.mp4")
+    assert duration == pytest.approx(3.0, abs=0.05) and width > height
