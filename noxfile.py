@@ -45,3 +45,25 @@ def bench(session: nox.Session) -> None:
     """
     session.install("-e", ".")
     session.run("python", "-m", "bench.load", *session.posargs)
+
+
+@nox.session
+def contracts(session: nox.Session) -> None:
+    """The conformance suites against a target: ``nox -s contracts -- TARGET [check flags]``.
+
+    TARGET is ``mock`` (in process, the default), a provider host root such as
+    ``http://127.0.0.1:8000/dashscope`` (that provider only), or ``live``
+    (keys from the environment; free checks only unless ``--budget N``).
+    Every provider runs unless ``--provider`` is among the flags.
+    """
+    session.install("-e", ".")
+    args = list(session.posargs)
+    target = args.pop(0) if args and not args[0].startswith("-") else "mock"
+    if "--provider" in args:
+        session.run("paddock", "check", "--target", target, *args)
+        return
+    providers = ["dashscope", "apiyi", "anyfast"]
+    if target.startswith("http"):
+        providers = [p for p in providers if target.rstrip("/").endswith("/" + p)] or providers[:1]
+    for provider in providers:
+        session.run("paddock", "check", "--provider", provider, "--target", target, *args)

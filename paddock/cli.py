@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from contracts import __version__
+from contracts.spec import SpecSet
 
 __all__ = ["main"]
 
@@ -153,6 +154,51 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = commands.add_parser("cancel", help="cancel a PENDING task")
     client_flags(cancel)
     cancel.add_argument("task_id", metavar="TASK_ID")
+
+    check = commands.add_parser(
+        "check", help="run the conformance checks against the mock, a URL or the live provider"
+    )
+    check.add_argument("--provider", required=True, help="dashscope, apiyi or anyfast")
+    check.add_argument(
+        "--target",
+        default="mock",
+        metavar="mock|URL|live",
+        help="mock: in process (default); URL: a provider host root such as "
+        "http://HOST:PORT/dashscope; live: the documented host with the key from the environment",
+    )
+    check.add_argument(
+        "--base-url", help="with --target live: a staging host instead of the documented one"
+    )
+    check.add_argument("--model", action="append", default=[], help="only this model (repeatable)")
+    check.add_argument(
+        "--check",
+        action="append",
+        default=[],
+        dest="only",
+        metavar="NAME",
+        help="only this check (repeatable): auth, unknown-id, rejected, accepted, lifecycle, "
+        "cancel, result, auth-isolation, schema",
+    )
+    check.add_argument(
+        "--examples", type=_positive_int, default=20, help="examples per check and model (20)"
+    )
+    check.add_argument(
+        "--budget",
+        type=_non_negative_int,
+        help="billable tasks the run may create (live default 0: free checks only)",
+    )
+    check.add_argument("--seed", type=_non_negative_int, default=0, help="hypothesis seed (0)")
+    check.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML")
+    check.add_argument(
+        "--record", type=Path, metavar="DIR", help="write every exchange as redacted JSON Lines"
+    )
+    check.add_argument("--specs", type=Path, help="read specs from this directory")
+    check.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+    openapi = commands.add_parser("openapi", help="print the OpenAPI 3.1 document of a provider")
+    openapi.add_argument("provider", metavar="PROVIDER")
+    openapi.add_argument("--specs", type=Path, help="read specs from this directory")
+    openapi.add_argument("--server", help="a server URL to put in the document")
     return parser
 
 
@@ -165,6 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if args.command == "serve":
             return _serve(args)
+        if args.command == "check":
+            return _check(args)
+        if args.command == "openapi":
+            return _openapi(args)
         from paddock import generate
 
         return generate.run(args)
@@ -173,6 +223,63 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _load(directory: Path | None) -> SpecSet:
+    from contracts.spec import SpecError, load_specs
+
+    try:
+        return load_specs(directory)
+    except SpecError as exc:
+        raise UsageError(f"the specs do not load: {exc}") from None
+
+
+def _check(args: argparse.Namespace) -> int:
+    from contracts.conformance import TargetError, run_checks
+
+    specs = _load(args.specs)
+    if args.provider not in specs.names():
+        raise UsageError(
+            f"unknown provider {args.provider!r}; use one of {', '.join(specs.names())}"
+        )
+    if args.base_url and args.target != "live":
+        raise UsageError("--base-url goes with --target live; for a URL target pass --target URL")
+    say = None if args.quiet else (lambda line: print(f"  {line}", file=sys.stderr, flush=True))
+    try:
+        report = run_checks(
+            args.provider,
+            target=args.target,
+            specs=specs,
+            models=args.model,
+            examples=args.examples,
+            budget=args.budget,
+            record=args.record,
+            base_url=args.base_url,
+            only=args.only,
+            seed_value=args.seed,
+            progress=say,
+        )
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
+    print(report.text())
+    if args.junit is not None:
+        args.junit.parent.mkdir(parents=True, exist_ok=True)
+        args.junit.write_text(report.junit() + "\n")
+    return 1 if report.failed else 0
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    import json
+
+    from contracts.openapi import openapi_document
+
+    specs = _load(args.specs)
+    if args.provider not in specs.names():
+        raise UsageError(
+            f"unknown provider {args.provider!r}; use one of {', '.join(specs.names())}"
+        )
+    print(json.dumps(openapi_document(specs[args.provider], server_url=args.server), indent=2))
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:

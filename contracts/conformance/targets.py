@@ -1,0 +1,392 @@
+"""Where conformance checks send their requests, and the record of what was said.
+
+A target is one provider's host root: the in-process mock (a virtual clock,
+no sockets, no waiting), any URL (a served mock, a staging proxy) or the
+live provider. Checks talk to every target through :class:`Target.send` and
+:class:`Target.fetch`, so each exchange is recorded once, redacted once, and
+can be shown to a person as a ``curl`` line that reproduces it.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import orjson
+
+from contracts.spec import Spec
+
+__all__ = [
+    "Exchange",
+    "HttpTarget",
+    "MockTarget",
+    "Redactor",
+    "Reply",
+    "Target",
+    "TargetError",
+]
+
+_REDACTED = "REDACTED"
+
+
+class TargetError(Exception):
+    """The run cannot be made: the target is unreachable or not what it claims."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+    elapsed: float
+
+    def json(self) -> Any:
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            return None
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request and its answer, as a check saw it (secrets still in; redact to show)."""
+
+    check: str
+    model: str | None
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes | None
+    started: float
+    reply: Reply | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Redactor:
+    """Removes keys and URL signatures from anything that leaves the process."""
+
+    secrets: tuple[str, ...]
+    signature_params: frozenset[str]
+    key_env: str
+
+    def text(self, value: str) -> str:
+        for secret in self.secrets:
+            if secret:
+                value = value.replace(secret, _REDACTED)
+        return self._urls(value)
+
+    def _urls(self, value: str) -> str:
+        if "?" not in value or not self.signature_params:
+            return value
+        out = []
+        for token in value.split('"'):
+            if token.startswith(("http://", "https://")) and "?" in token:
+                token = self.url(token)
+            out.append(token)
+        return '"'.join(out)
+
+    def url(self, url: str) -> str:
+        parts = urllib.parse.urlsplit(url)
+        if not parts.query:
+            return url
+        pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        query = urllib.parse.urlencode(
+            [(k, _REDACTED if k in self.signature_params else v) for k, v in pairs],
+            safe=":",
+        )
+        return urllib.parse.urlunsplit(parts._replace(query=query))
+
+    def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        shown = {}
+        for name, value in headers.items():
+            if name.lower() in ("authorization", "x-api-key", "api-key") and value:
+                scheme, _, rest = value.partition(" ")
+                value = f"{scheme} {_REDACTED}" if rest else _REDACTED
+            shown[name] = self.text(value)
+        return shown
+
+    def curl(self, exchange: Exchange) -> str:
+        """The exact request as a shell line; the key comes from the environment."""
+        parts = ["curl", "-sS", "-X", exchange.method, shlex.quote(self.url(exchange.url))]
+        for name, value in exchange.headers.items():
+            if name.lower() == "authorization" and value:
+                scheme, _, rest = value.partition(" ")
+                shown = f"{scheme} ${self.key_env}" if rest else f"${self.key_env}"
+                parts += ["-H", f'"{name}: {shown}"']
+            else:
+                parts += ["-H", shlex.quote(f"{name}: {self.text(value)}")]
+        if exchange.body:
+            text = exchange.body.decode("utf-8", "replace")
+            if len(text) > 4000:
+                text = text[:4000] + "…"
+            parts += ["--data-raw", shlex.quote(self.text(text))]
+        return " ".join(parts)
+
+    def record(self, exchange: Exchange) -> dict[str, Any]:
+        """The JSON Lines form of an exchange (``--record``); the drift reports read these."""
+        reply = exchange.reply
+        doc: dict[str, Any] = {
+            "check": exchange.check,
+            "model": exchange.model,
+            "time": round(exchange.started, 3),
+            "request": {
+                "method": exchange.method,
+                "url": self.url(exchange.url),
+                "headers": self.headers(exchange.headers),
+                "body": _body_json(exchange.body, self),
+            },
+        }
+        if reply is not None:
+            doc["response"] = {
+                "status": reply.status,
+                "headers": self.headers(dict(reply.headers)),
+                "body": _body_json(reply.body, self),
+                "elapsed_ms": round(reply.elapsed * 1000, 2),
+            }
+        if exchange.error is not None:
+            doc["error"] = self.text(exchange.error)
+        return doc
+
+
+def _jsonl(doc: dict[str, Any]) -> str:
+    try:
+        return orjson.dumps(doc).decode() + "\n"
+    except TypeError:  # integers past 64 bits (fuzzed bodies): the stdlib writes them
+        return json.dumps(doc, ensure_ascii=False) + "\n"
+
+
+def _body_json(body: bytes | None, redactor: Redactor) -> Any:
+    if not body:
+        return None
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"binary_bytes": len(body)}
+    if len(text) > 20000:
+        return {"text": redactor.text(text[:2000]) + "…", "bytes": len(body)}
+    try:
+        return json.loads(redactor.text(text))
+    except ValueError:
+        return {"text": redactor.text(text)}
+
+
+@dataclass
+class Target:
+    """One provider at one host root; subclasses say how bytes move and how time passes."""
+
+    spec: Spec
+    base_url: str
+    key: str
+    second_key: str | None
+    kind: str  # "mock", "url" or "live"
+    record_to: IO[str] | None = None
+    check: str = ""
+    model: str | None = None
+    exchanges: list[Exchange] = field(default_factory=list)
+    pace: float = 0.0  # least seconds between requests (live: the provider's rate)
+    _last: float = 0.0
+
+    @property
+    def virtual(self) -> bool:
+        """Time moves only when a check says so (the in-process mock)."""
+        return False
+
+    @property
+    def redactor(self) -> Redactor:
+        secrets = tuple(k for k in (self.key, self.second_key) if k)
+        return Redactor(secrets, frozenset(self.spec.signature_params), self.spec.api_key_env)
+
+    def auth(self, key: str | None) -> dict[str, str]:
+        if key is None:
+            return {}
+        scheme = self.spec.auth_scheme
+        return {self.spec.auth_header: f"{scheme} {key}" if scheme else key}
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        key: str | None = "",
+    ) -> Reply:
+        """A request under the provider's root; ``key=""`` means this target's own key."""
+        all_headers = dict(self.auth(self.key if key == "" else key))
+        all_headers.update(headers or {})
+        return self._exchange(method, self.base_url + path, all_headers, body)
+
+    def fetch(self, url: str, headers: Mapping[str, str] | None = None) -> Reply:
+        """An absolute URL (a result link), without the provider's key unless given."""
+        return self._exchange("GET", url, dict(headers or {}), None)
+
+    def _exchange(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None
+    ) -> Reply:
+        if self.pace:
+            gap = self._last + self.pace - time.monotonic()
+            if gap > 0:
+                time.sleep(gap)
+            self._last = time.monotonic()
+        exchange = Exchange(self.check, self.model, method, url, headers, body, time.time())
+        self.exchanges.append(exchange)
+        try:
+            exchange.reply = self._transmit(method, url, headers, body)
+        except httpx.TransportError as exc:
+            exchange.error = f"{type(exc).__name__}: {exc}"
+            raise TargetError(
+                f"{method} {self.redactor.url(url)} failed: {exchange.error}"
+            ) from None
+        finally:
+            if self.record_to is not None:
+                self.record_to.write(_jsonl(self.redactor.record(exchange)))
+        return exchange.reply
+
+    def _transmit(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> Reply:
+        raise NotImplementedError
+
+    def wait(self, seconds: float) -> None:
+        """Let time pass for the tasks (real sleep, or a virtual clock's jump)."""
+        time.sleep(seconds)
+
+    def now(self) -> float:
+        """The target's idea of the time, in epoch seconds."""
+        return time.time()
+
+    def host_media(self, data: bytes, mime: str) -> str | None:
+        """A URL the provider can fetch these bytes from, or None where there is none."""
+        return None
+
+    def close(self) -> None:
+        """Release connections and the app."""
+
+
+class HttpTarget(Target):
+    """Any server over real HTTP: a served mock, a staging proxy, the live provider."""
+
+    def __init__(self, spec: Spec, base_url: str, key: str, second_key: str | None, kind: str):
+        super().__init__(spec, base_url.rstrip("/"), key, second_key, kind)
+        self._http = httpx.Client(timeout=60.0, follow_redirects=False)
+
+    def _transmit(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> Reply:
+        started = time.perf_counter()
+        response = self._http.request(method, url, headers=headers, content=body)
+        return Reply(
+            response.status_code,
+            {k.lower(): v for k, v in response.headers.items()},
+            response.content,
+            time.perf_counter() - started,
+        )
+
+    def host_media(self, data: bytes, mime: str) -> str | None:
+        if self.kind == "live":
+            return None
+        parts = urllib.parse.urlsplit(self.base_url)
+        try:
+            response = self._http.post(
+                f"{parts.scheme}://{parts.netloc}/_paddock/media",
+                content=data,
+                headers={"content-type": mime},
+            )
+        except httpx.TransportError as exc:
+            raise TargetError(f"cannot host media on {parts.netloc}: {exc}") from None
+        if response.status_code not in (200, 201):
+            return None  # not a paddock mock: media checks are skipped
+        url = response.json().get("url")
+        return url if isinstance(url, str) else None
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class MockTarget(Target):
+    """The mock in this process: virtual clock, in-memory transport, nothing waits."""
+
+    PUBLIC = "http://127.0.0.1:8000"  # where `paddock serve` listens, for curl lines
+
+    def __init__(self, spec: Spec, specs: Any, key: str, second_key: str) -> None:
+        from mock_server.app import create_app
+        from mock_server.clock import Clock
+
+        super().__init__(spec, f"{self.PUBLIC}/{spec.provider}", key, second_key, "mock")
+        self.clock = Clock(speed=0)
+        self.app = create_app(specs, timing="fast", clock=self.clock, api_keys=[key, second_key])
+        self._transport = _SyncASGI(self.app)
+        self._http = httpx.Client(transport=self._transport, follow_redirects=False)
+
+    @property
+    def virtual(self) -> bool:
+        return True
+
+    def _transmit(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> Reply:
+        started = time.perf_counter()
+        response = self._http.request(method, url, headers=headers, content=body)
+        return Reply(
+            response.status_code,
+            {k.lower(): v for k, v in response.headers.items()},
+            response.content,
+            time.perf_counter() - started,
+        )
+
+    def wait(self, seconds: float) -> None:
+        self.clock.advance(max(seconds, 0.0))
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def host_media(self, data: bytes, mime: str) -> str | None:
+        response = self._http.post(
+            f"{self.PUBLIC}/_paddock/media", content=data, headers={"content-type": mime}
+        )
+        if response.status_code not in (200, 201):
+            raise TargetError(f"the mock refused test media: {response.text[:200]}")
+        url = response.json()["url"]
+        return url if isinstance(url, str) else None
+
+    def close(self) -> None:
+        self._http.close()
+        self._transport.close()
+
+
+class _SyncASGI(httpx.BaseTransport):
+    """httpx's ASGI transport for blocking code: the app runs on a portal's event loop."""
+
+    def __init__(self, app: Any) -> None:
+        import anyio.from_thread
+
+        self._inner = httpx.ASGITransport(app=app)
+        self._portal_cm = anyio.from_thread.start_blocking_portal()
+        self._portal = self._portal_cm.__enter__()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        async def send() -> httpx.Response:
+            response = await self._inner.handle_async_request(request)
+            body = await response.aread()
+            return httpx.Response(response.status_code, headers=response.headers, content=body)
+
+        return self._portal.call(send)
+
+    def close(self) -> None:
+        self._portal_cm.__exit__(None, None, None)
+
+
+def open_record(directory: Path | None, spec: Spec, name: str) -> IO[str] | None:
+    """``DIR/<provider>-<name>.jsonl`` for ``--record``, or None."""
+    if directory is None:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    return (directory / f"{spec.provider}-{name}.jsonl").open("a", encoding="utf-8")
