@@ -13,15 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio.from_thread
 import av
-import httpx
 import pytest
 import uvicorn
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from contracts.conformance.targets import SyncASGITransport as SyncASGITransport
 from contracts.spec import SpecSet, load_specs
 from mock_server.app import MockState, create_app
 from mock_server.clock import Clock
@@ -174,23 +173,3 @@ def serve() -> Iterator[Callable[..., LiveServer]]:
     for server, thread in servers:
         server.should_exit = True
         thread.join(timeout=10)
-
-
-class SyncASGITransport(httpx.BaseTransport):
-    """httpx's ASGI transport for a blocking client: the app runs on a portal's event loop."""
-
-    def __init__(self, app: Any) -> None:
-        self._inner = httpx.ASGITransport(app=app)
-        self._portal_cm = anyio.from_thread.start_blocking_portal()
-        self._portal = self._portal_cm.__enter__()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        async def send() -> httpx.Response:
-            response = await self._inner.handle_async_request(request)
-            body = await response.aread()
-            return httpx.Response(response.status_code, headers=response.headers, content=body)
-
-        return self._portal.call(send)
-
-    def close(self) -> None:
-        self._portal_cm.__exit__(None, None, None)

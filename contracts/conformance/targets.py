@@ -29,6 +29,7 @@ __all__ = [
     "MockTarget",
     "Redactor",
     "Reply",
+    "SyncASGITransport",
     "Target",
     "TargetError",
 ]
@@ -193,6 +194,7 @@ class Target:
     exchanges: list[Exchange] = field(default_factory=list)
     pace: float = 0.0  # least seconds between requests (live: the provider's rate)
     _last: float = 0.0
+    _http: httpx.Client | None = field(default=None, repr=False)  # how bytes move (subclasses)
 
     @property
     def virtual(self) -> bool:
@@ -250,10 +252,22 @@ class Target:
                 self.record_to.write(_jsonl(self.redactor.record(exchange)))
         return exchange.reply
 
+    @property
+    def http(self) -> httpx.Client:
+        assert self._http is not None, "a target subclass sets its HTTP client"
+        return self._http
+
     def _transmit(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
     ) -> Reply:
-        raise NotImplementedError
+        started = time.perf_counter()
+        response = self.http.request(method, url, headers=headers, content=body)
+        return Reply(
+            response.status_code,
+            {k.lower(): v for k, v in response.headers.items()},
+            response.content,
+            time.perf_counter() - started,
+        )
 
     def wait(self, seconds: float) -> None:
         """Let time pass for the tasks (real sleep, or a virtual clock's jump)."""
@@ -278,24 +292,12 @@ class HttpTarget(Target):
         super().__init__(spec, base_url.rstrip("/"), key, second_key, kind)
         self._http = httpx.Client(timeout=60.0, follow_redirects=False)
 
-    def _transmit(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
-    ) -> Reply:
-        started = time.perf_counter()
-        response = self._http.request(method, url, headers=headers, content=body)
-        return Reply(
-            response.status_code,
-            {k.lower(): v for k, v in response.headers.items()},
-            response.content,
-            time.perf_counter() - started,
-        )
-
     def host_media(self, data: bytes, mime: str) -> str | None:
         if self.kind == "live":
             return None
         parts = urllib.parse.urlsplit(self.base_url)
         try:
-            response = self._http.post(
+            response = self.http.post(
                 f"{parts.scheme}://{parts.netloc}/_paddock/media",
                 content=data,
                 headers={"content-type": mime},
@@ -308,7 +310,7 @@ class HttpTarget(Target):
         return url if isinstance(url, str) else None
 
     def close(self) -> None:
-        self._http.close()
+        self.http.close()
 
 
 class MockTarget(Target):
@@ -323,24 +325,12 @@ class MockTarget(Target):
         super().__init__(spec, f"{self.PUBLIC}/{spec.provider}", key, second_key, "mock")
         self.clock = Clock(speed=0)
         self.app = create_app(specs, timing="fast", clock=self.clock, api_keys=[key, second_key])
-        self._transport = _SyncASGI(self.app)
+        self._transport = SyncASGITransport(self.app)
         self._http = httpx.Client(transport=self._transport, follow_redirects=False)
 
     @property
     def virtual(self) -> bool:
         return True
-
-    def _transmit(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
-    ) -> Reply:
-        started = time.perf_counter()
-        response = self._http.request(method, url, headers=headers, content=body)
-        return Reply(
-            response.status_code,
-            {k.lower(): v for k, v in response.headers.items()},
-            response.content,
-            time.perf_counter() - started,
-        )
 
     def wait(self, seconds: float) -> None:
         self.clock.advance(max(seconds, 0.0))
@@ -349,7 +339,7 @@ class MockTarget(Target):
         return self.clock.now()
 
     def host_media(self, data: bytes, mime: str) -> str | None:
-        response = self._http.post(
+        response = self.http.post(
             f"{self.PUBLIC}/_paddock/media", content=data, headers={"content-type": mime}
         )
         if response.status_code not in (200, 201):
@@ -358,11 +348,11 @@ class MockTarget(Target):
         return url if isinstance(url, str) else None
 
     def close(self) -> None:
-        self._http.close()
+        self.http.close()
         self._transport.close()
 
 
-class _SyncASGI(httpx.BaseTransport):
+class SyncASGITransport(httpx.BaseTransport):
     """httpx's ASGI transport for blocking code: the app runs on a portal's event loop."""
 
     def __init__(self, app: Any) -> None:
