@@ -3,7 +3,9 @@
 Absolute requests per second say more about the machine than about paddock,
 so this driver runs ``paddock serve`` and ``bench.bare_app`` (same Starlette,
 same uvicorn settings, none of the mock's work) side by side on loopback and
-reports paddock's share of the ceiling for DashScope create and poll. Runs
+reports paddock's share of the ceiling for DashScope create and poll.
+Two more phases follow: the async client driving many tasks (its CPU
+against the server's) and the conformance suites (checks per second). Runs
 of the two servers alternate within each round, so drift in the machine
 (other load, CPU frequency) hits both alike, and the median over rounds
 damps the outliers that a 2-core box produces.
@@ -39,6 +41,8 @@ from pathlib import Path
 from typing import TextIO
 
 from bench.bare_app import CREATE_PATH
+from bench.checks import lines as suite_report
+from bench.checks import run_suites
 
 __all__ = ["WrkResult", "main", "parse_wrk"]
 
@@ -465,10 +469,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             finally:
                 for server in servers:
                     stop_server(server)
+        print("bench: conformance suites, all providers against the in-process mock ...")
+        suite_lines = suite_report(run_suites())
         print()
         print(report(plan))
         print()
         print("\n".join(client_lines))
+        print()
+        print("\n".join(suite_lines))
         print(
             f"\nbench: total {time.monotonic() - started:.1f} s "
             "(ratios under target are reported, not failed)"

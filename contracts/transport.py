@@ -20,11 +20,12 @@ building httpx model objects too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import select
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -280,7 +281,12 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self._verify = verify
         self._ssl: ssl.SSLContext | None = None
         self._idle: dict[_Origin, list[_Connection]] = {}
-        self._slots: asyncio.Semaphore | None = None
+        # Free connection slots and the requests queued for one, first come
+        # first served. Not an asyncio.Semaphore under asyncio.timeout(): with
+        # a thousand tasks queued that pair's per-request bookkeeping showed in
+        # the client's profile, and a future plus one timer handle does the job.
+        self._free = max_connections
+        self._queue: deque[asyncio.Future[None]] = deque()
         self._closed = False
 
     # -- httpx's interface -----------------------------------------------------------------------
@@ -328,7 +334,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self,
         method: str,
         url: str,
-        headers: Mapping[str, str],
+        headers: Mapping[str, str] | Sequence[tuple[bytes, bytes]],
         *,
         params: Mapping[str, str] | None = None,
         content: bytes | None = None,
@@ -338,6 +344,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
         For small API calls: the same wire behaviour as
         :meth:`handle_async_request`, without building httpx model objects.
+        ``headers`` may be given already encoded, as (name, value) byte pairs,
+        by a caller that sends the same ones many times.
         """
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -347,9 +355,12 @@ class LeanTransport(httpx.AsyncBaseTransport):
         if query:
             target += "?" + query
         raw: _Headers = [(b"Host", parts.netloc.rsplit("@", 1)[-1].encode("idna"))]
-        raw += [
-            (name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
-        ]
+        if isinstance(headers, Mapping):
+            raw += [
+                (name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+            ]
+        else:
+            raw += headers
         if content is not None or method in ("POST", "PUT", "PATCH"):
             raw.append((b"Content-Length", b"%d" % len(content or b"")))
         timeouts = timeout or {}
@@ -383,25 +394,47 @@ class LeanTransport(httpx.AsyncBaseTransport):
     async def _open(self, origin: _Origin, timeouts: Mapping[str, float | None]) -> _Connection:
         if self._closed:
             raise httpx.TransportError("the transport is closed")
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self._max)
-        if self._slots.locked():
-            try:
-                async with asyncio.timeout(timeouts.get("pool")):
-                    await self._slots.acquire()
-            except TimeoutError:
-                raise httpx.PoolTimeout("no connection became free in time") from None
+        if self._free > 0 and not self._queue:
+            self._free -= 1
         else:
-            await self._slots.acquire()
+            await self._queued(timeouts.get("pool"))
         try:
             connection = self._checkout(origin) or await self._connect(
                 origin, timeouts.get("connect")
             )
         except BaseException:
-            self._slots.release()
+            self._hand_on()
             raise
         connection.active = True
         return connection
+
+    async def _queued(self, timeout: float | None) -> None:
+        """Wait for a slot; a slot handed to a request that gave up is passed on."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._queue.append(waiter)
+        timer = None if timeout is None else loop.call_later(timeout, _expire_pool, waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._hand_on()  # granted just as it was cancelled: the slot is not lost
+            else:
+                with contextlib.suppress(ValueError):  # already handed a slot
+                    self._queue.remove(waiter)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _hand_on(self) -> None:
+        """A slot came free: to the longest waiting request, else back to the pool."""
+        while self._queue:
+            waiter = self._queue.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
 
     def _checkout(self, origin: _Origin) -> _Connection | None:
         stack = self._idle.get(origin)
@@ -419,7 +452,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
             and not self._closed
             and connection.complete
             and connection.keep_alive
-            and connection.reusable(time.monotonic(), self._expiry)
+            and not connection.closed
+            and connection.error is None
         )
         if reuse:
             connection.reset()
@@ -427,8 +461,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
             self._idle.setdefault(origin, []).append(connection)
         else:
             connection.close()
-        assert self._slots is not None
-        self._slots.release()
+        self._hand_on()
 
     async def _connect(self, origin: _Origin, timeout: float | None) -> _Connection:
         scheme, host, port = origin
@@ -487,6 +520,11 @@ class LeanTransport(httpx.AsyncBaseTransport):
 def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_exception(httpx.ReadTimeout("the server did not answer in time"))
+
+
+def _expire_pool(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(httpx.PoolTimeout("no connection became free in time"))
 
 
 def _origin(scheme: str, host: str, port: int | None) -> _Origin:

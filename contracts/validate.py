@@ -192,8 +192,14 @@ def validate_create(
     headers: Mapping[str, str],
     doc: Mapping[str, Any],
     resolver: MediaResolver,
+    *,
+    note_ignored: bool = True,
 ) -> TaskRequest | Violation:
-    """Validate a parsed create body after auth, headers and JSON have passed."""
+    """Validate a parsed create body after auth, headers and JSON have passed.
+
+    ``note_ignored=False`` skips listing the fields the service would ignore,
+    which only the mock's journal shows (a client checking locally does not).
+    """
     model_name = _get(doc, spec.model_path)
     if model_name is _ABSENT or model_name in ("", None):
         return Violation("model_missing", spec.model_path, "no model was named")
@@ -247,7 +253,7 @@ def validate_create(
         media=media,
         parameters=MappingProxyType(resolved),
         explicit=frozenset(explicit),
-        ignored=_ignored_fields(spec, rules, doc),
+        ignored=_ignored_fields(spec, rules, doc) if note_ignored else (),
         prompt_truncated=truncated,
     )
 

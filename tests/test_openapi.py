@@ -311,18 +311,17 @@ def test_a_changed_error_code_is_found(
     assert all("Unauthorized" in p.message and "/code" in p.message for p in problems)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="order-dependent: passes alone, finds nothing after test_conformance's runs in the "
-    "same process (under investigation; see the closing note)",
-)
 def test_a_tightened_request_rule_is_found(
     tmp_path: Path, specs: SpecSet, serve_mock: Callable[..., Callable[[str], Send]]
 ) -> None:
     """The mock refusing what the document allows: schemathesis' positive data acceptance."""
 
     def tighten(doc: dict[str, Any]) -> None:
-        doc["models"]["happyhorse-1.0-t2v"]["parameters"]["duration"]["max"] = 10
+        # Every model: the seeded generator draws a long duration for some
+        # model, not necessarily for the one a single-model edit would pick.
+        for model in doc["models"].values():
+            if "duration" in model.get("parameters", {}):
+                model["parameters"]["duration"]["max"] = 10
 
     send = serve_mock(specs=edited_specs(tmp_path, "anyfast.yaml", tighten))("anyfast")
     result = run_schema_checks(specs["anyfast"], send, api_key=KEY, max_examples=10)

@@ -147,6 +147,41 @@ def test_a_stalled_server_is_a_read_timeout_and_a_refused_port_a_connect_error()
     _run(test)
 
 
+def test_requests_queue_for_a_full_pool_and_a_waiter_that_gives_up_loses_no_slot() -> None:
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (request := await _request(reader)) is not None:
+            if b"/slow" in request[0]:
+                await release.wait()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+
+    async def test() -> None:
+        server, base = await _serve(handler)
+        async with server, LeanTransport(max_connections=1) as transport:
+            slow = asyncio.create_task(transport.exchange("GET", f"{base}/slow", {}))
+            await asyncio.sleep(0.05)
+            with pytest.raises(httpx.PoolTimeout):  # the one connection stays busy
+                await transport.exchange("GET", f"{base}/a", {}, timeout={"pool": 0.1})
+            canceled = asyncio.create_task(transport.exchange("GET", f"{base}/b", {}))
+            queued = asyncio.create_task(transport.exchange("GET", f"{base}/c", {}))
+            await asyncio.sleep(0.05)
+            canceled.cancel()
+            release.set()
+            assert (await slow).body == b"ok"
+            assert (await queued).body == b"ok"  # the canceled waiter's turn passed on
+            with pytest.raises(asyncio.CancelledError):
+                await canceled
+            replies = await asyncio.gather(
+                *(transport.exchange("GET", f"{base}/{i}", {}) for i in range(10))
+            )
+            assert [r.body for r in replies] == [b"ok"] * 10
+
+    _run(test)
+
+
 def test_a_response_cut_short_is_a_protocol_error_not_a_short_body() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _request(reader)
