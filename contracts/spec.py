@@ -220,6 +220,7 @@ class Spec:
     auth_header: str
     auth_scheme: str
     body_limit: int
+    poll_min_interval: float | None
     operations: Mapping[str, Operation]
     model_path: str
     prompt_path: str
@@ -247,6 +248,7 @@ class Spec:
     result_codec: str
     refuses_authorization: bool
     reissue_on_poll: bool
+    expiry_param: str | None
     signature_params: tuple[str, ...]
     resolutions: Mapping[str, tuple[int, int, int]]
     ratios: Mapping[str, float]
@@ -738,6 +740,7 @@ def _typed(doc: Json, file: str) -> Spec:
         auth_header=doc["auth"]["header"],
         auth_scheme=doc["auth"]["scheme"],
         body_limit=doc["limits"]["body_bytes"]["value"],
+        poll_min_interval=(doc["limits"].get("poll_min_interval") or {}).get("value"),
         operations=MappingProxyType(operations),
         model_path=doc["request"]["model"],
         prompt_path=doc["request"]["prompt"],
@@ -777,6 +780,7 @@ def _typed(doc: Json, file: str) -> Spec:
         result_codec=doc["results"]["codec"]["value"],
         refuses_authorization=doc["results"]["refuses_authorization"]["value"],
         reissue_on_poll=doc["results"].get("reissue_on_poll", {}).get("value", False),
+        expiry_param=doc["results"].get("expiry_param"),
         signature_params=tuple(doc["results"].get("signature_params", ())),
         resolutions=MappingProxyType(
             {k: (v["size"][0], v["size"][1], v["sr"]) for k, v in doc["resolutions"].items()}

@@ -8,6 +8,7 @@ provider or model is a YAML change.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
@@ -79,6 +80,8 @@ class ProviderService:
         self.spec = spec
         self.state = state
         self.resolver = MockMediaResolver(state.media, spec.upload_scheme)
+        # When each task was last polled (clock time), for the spec's poll limit.
+        self._polled: dict[str, float] = {}
         self._handlers: dict[str, Callable[[Request, dict[str, Any]], Awaitable[Response]]] = {
             "create": self._create,
             "query": self._query,
@@ -304,6 +307,15 @@ class ProviderService:
             )
             marks["fault"] = "flaky"
             return self.violation(Violation("server_error"))
+        if spec.poll_min_interval is not None:
+            last = self._polled.get(task_id)
+            self._polled[task_id] = now
+            if len(self._polled) > 100_000:
+                self._polled.clear()
+            if last is not None and now - last < spec.poll_min_interval:
+                marks["fault"] = "poll_limit"
+                wait = max(1, math.ceil(spec.poll_min_interval - (now - last)))
+                return self.violation(Violation("throttled"), headers={"Retry-After": str(wait)})
         state = state_at(task, now, spec.task_retention)
         if state == "UNKNOWN" and op.expired is not None and "error" in op.expired:
             return self._unknown(op.expired, task_id, request_id)

@@ -199,6 +199,30 @@ def build_parser() -> argparse.ArgumentParser:
     openapi.add_argument("provider", metavar="PROVIDER")
     openapi.add_argument("--specs", type=Path, help="read specs from this directory")
     openapi.add_argument("--server", help="a server URL to put in the document")
+
+    diff = commands.add_parser(
+        "diff", help="what a client written against OLD.yaml breaks on NEW.yaml"
+    )
+    diff.add_argument("old", type=Path, metavar="OLD.yaml")
+    diff.add_argument("new", type=Path, metavar="NEW.yaml")
+    diff.add_argument("--format", choices=["text", "markdown", "json"], default="text", dest="fmt")
+    diff.add_argument("--out", type=Path, help="write the report here instead of stdout")
+
+    matrix = commands.add_parser(
+        "matrix", help="the same model across providers, side by side (Markdown and HTML)"
+    )
+    matrix.add_argument("--specs", type=Path, help="read specs from this directory")
+    matrix.add_argument(
+        "--out-dir",
+        type=Path,
+        default=Path("reports"),
+        help="write provider-matrix.md and .html here (default reports)",
+    )
+    matrix.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 when the files in --out-dir are out of date",
+    )
     return parser
 
 
@@ -215,6 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
         if args.command == "openapi":
             return _openapi(args)
+        if args.command == "diff":
+            return _diff(args)
+        if args.command == "matrix":
+            return _matrix(args)
         from paddock import generate
 
         return generate.run(args)
@@ -280,6 +308,60 @@ def _openapi(args: argparse.Namespace) -> int:
         )
     print(json.dumps(openapi_document(specs[args.provider], server_url=args.server), indent=2))
     return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from contracts.drift.specdiff import diff_specs, render_changes
+    from contracts.spec import SpecError, load_spec
+
+    loaded = []
+    for path in (args.old, args.new):
+        if not path.is_file():
+            raise UsageError(f"no spec file at {str(path)!r}")
+        try:
+            loaded.append(load_spec(path))
+        except SpecError as exc:
+            raise UsageError(f"{path} does not load: {exc}") from None
+    changes = diff_specs(loaded[0], loaded[1])
+    _emit(render_changes(changes, args.fmt, old=str(args.old), new=str(args.new)), args.out)
+    return 1 if any(change.breaking for change in changes) else 0
+
+
+def _matrix(args: argparse.Namespace) -> int:
+    from contracts.drift.matrix import matrix_files
+
+    files = matrix_files(_load(args.specs))
+    stale = [
+        name
+        for name, text in files.items()
+        if not (args.out_dir / name).is_file()
+        or (args.out_dir / name).read_text(encoding="utf-8") != text
+    ]
+    if args.check:
+        if stale:
+            print(
+                f"paddock: {', '.join(str(args.out_dir / n) for n in stale)} out of date with "
+                "the specs; run 'paddock matrix' and commit the result",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{args.out_dir}/provider-matrix.{{md,html}} match the specs")
+        return 0
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (args.out_dir / name).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out_dir / name}")
+    return 0
+
+
+def _emit(text: str, out: Path | None) -> None:
+    """A report to stdout, or to ``out`` (its folder made) with one line saying where."""
+    if out is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    print(f"wrote {out}", file=sys.stderr)
 
 
 def _serve(args: argparse.Namespace) -> int:

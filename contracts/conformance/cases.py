@@ -43,6 +43,7 @@ __all__ = [
     "Mutation",
     "boundary_drafts",
     "cheapest_draft",
+    "expectation",
     "invalid_drafts",
     "materialize",
     "valid_drafts",
@@ -619,7 +620,7 @@ def materialize(
             mutation.headers(headers)
         body = mutation.body
     raw = body if body is not None else orjson.dumps(doc)
-    expected = _oracle(spec, headers, raw, infos)
+    expected = expectation(spec, headers, raw, infos)
     return Case(draft.model, label, headers, raw, expected, {u: i for u, i in infos.items() if i})
 
 
@@ -628,7 +629,7 @@ def _routed(spec: Spec, model: str, name: str) -> bool:
     return bool(rules and name in rules.parameters and rules.parameters[name].path)
 
 
-def _oracle(
+def expectation(
     spec: Spec, headers: Mapping[str, str], body: bytes, infos: Mapping[str, MediaInfo | None]
 ) -> TaskRequest | Violation:
     """What the spec says of this request, in the order a provider checks (after auth)."""

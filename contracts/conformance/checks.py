@@ -9,6 +9,7 @@ difference is what fails.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 import math
@@ -156,10 +157,24 @@ def _expect_error(ctx: Context, reply: Reply, error: ErrorDef, what: str) -> Non
         raise ctx.fail(f"{what}: expected {wanted}, got code {code!r}: {_excerpt(reply)}")
 
 
+def case_note(case: Case) -> dict[str, Any]:
+    """What a drift analysis needs to judge a create afresh: the case and its media, probed."""
+    return {
+        "case": case.label,
+        "model": case.model,
+        "media": {url: dataclasses.asdict(info) for url, info in case.media.items()},
+    }
+
+
 def _create(ctx: Context, case: Case, key: str | None = "") -> Reply:
     ctx.budget.spend()
     return ctx.target.send(
-        "POST", _path(ctx.spec, "create"), headers=case.headers, body=case.body, key=key
+        "POST",
+        _path(ctx.spec, "create"),
+        headers=case.headers,
+        body=case.body,
+        key=key,
+        note=case_note(case),
     )
 
 
@@ -198,7 +213,13 @@ def rejected(ctx: Context, case: Case) -> None:
     assert isinstance(case.expected, Violation)
     violation = case.expected
     rule = ctx.spec.violations[violation.kind]
-    reply = ctx.target.send("POST", _path(ctx.spec, "create"), headers=case.headers, body=case.body)
+    reply = ctx.target.send(
+        "POST",
+        _path(ctx.spec, "create"),
+        headers=case.headers,
+        body=case.body,
+        note=case_note(case),
+    )
     if 200 <= reply.status < 300 and ctx.spec.create_response is not None:
         ctx.budget.used += 1  # it was accepted, so it may have cost money
         _cancel_quietly(ctx, reply)
@@ -226,15 +247,15 @@ def _run_to_end(ctx: Context, task_id: str) -> list[dict[str, Any]]:
     spec = ctx.spec
     seen = [_poll(ctx, task_id)]
     waited = 0.0
-    # Virtual time is free: small steps see every state the task passes through.
+    # Virtual time is free: small first steps see every state a fast task
+    # passes through; growing ones follow a task timed as the spec says.
     step = 0.25 if ctx.target.virtual else spec.poll_initial
     while seen[-1]["state"] not in TERMINAL_STATES:
         if waited > ctx.wait_limit:
             raise ctx.fail(f"task {task_id} was still {seen[-1]['state']} after {waited:.0f} s")
         ctx.target.wait(step)
         waited += step
-        if not ctx.target.virtual:
-            step = min(step * 1.5, spec.poll_max)
+        step = min(step * 1.5, spec.poll_max)
         now = _poll(ctx, task_id)
         _check_step(ctx, seen[-1], now)
         seen.append(now)
@@ -292,7 +313,7 @@ def cancel(ctx: Context, case: Case) -> None:
         return
     task_id = _created_id(ctx, case, _create(ctx, case))
     before = _poll(ctx, task_id)
-    reply = ctx.target.send("POST", _path(spec, "cancel", task_id))
+    reply = ctx.target.send("POST", _path(spec, "cancel", task_id), note={"expect": "cancel"})
     if before["state"] in op.cancelable:
         if not 200 <= reply.status < 300:
             raise ctx.fail(
@@ -310,7 +331,7 @@ def cancel(ctx: Context, case: Case) -> None:
         done = _created_id(ctx, case, _create(ctx, case))
         _run_to_end(ctx, done)
         refused = spec.violations.get("cancel_refused")
-        reply = ctx.target.send("POST", _path(spec, "cancel", done))
+        reply = ctx.target.send("POST", _path(spec, "cancel", done), note={"expect": "cancel"})
         if refused is not None:
             _expect_error(ctx, reply, refused.error, "cancel of a finished task")
 
@@ -321,7 +342,7 @@ def unknown_id(ctx: Context) -> None:
     op = spec.operations["query"]
     model = next(iter(spec.models.values()))
     task_id = make_id(model.task_id) if "{" in model.task_id else new_uuid()
-    reply = ctx.target.send("GET", _path(spec, "query", task_id))
+    reply = ctx.target.send("GET", _path(spec, "query", task_id), note={"expect": "unknown_id"})
     rule = op.unknown or {}
     if rule.get("error"):
         _expect_error(ctx, reply, spec.error(rule["error"]), f"query of unknown id {task_id}")
@@ -339,7 +360,7 @@ def auth_missing_and_wrong(ctx: Context) -> None:
         rule = spec.violations.get(kind)
         if rule is None:
             continue
-        reply = ctx.target.send("GET", path, key=key)
+        reply = ctx.target.send("GET", path, key=key, note={"expect": kind})
         what = "no key" if key is None else "a wrong key"
         _expect_error(ctx, reply, rule.error, f"a query with {what} ({rule.source})")
 
@@ -350,7 +371,9 @@ def auth_isolation(ctx: Context, case: Case) -> None:
     if other is None:
         return
     task_id = _created_id(ctx, case, _create(ctx, case))
-    reply = ctx.target.send("GET", _path(ctx.spec, "query", task_id), key=other)
+    reply = ctx.target.send(
+        "GET", _path(ctx.spec, "query", task_id), key=other, note={"expect": "unknown_id"}
+    )
     rule = ctx.spec.operations["query"].unknown or {}
     if rule.get("error"):
         _expect_error(ctx, reply, ctx.spec.error(rule["error"]), "another key's query")
@@ -372,7 +395,7 @@ def result(ctx: Context, case: Case) -> None:
     url = final.get("result.url")
     if not isinstance(url, str) or not url:
         raise ctx.fail("a SUCCEEDED task has no result URL")
-    reply = ctx.target.fetch(url)
+    reply = ctx.target.fetch(url, note={"expect": "result"})
     if reply.status != 200:
         raise ctx.fail(f"the result URL answered HTTP {reply.status} without Authorization")
     kind = reply.headers.get("content-type", "")
@@ -392,12 +415,12 @@ def result(ctx: Context, case: Case) -> None:
     fps = _fps(reply.body)
     if fps is not None and round(fps) != spec.result_fps:
         raise ctx.fail(f"the video runs at {fps:g} fps; the spec says {spec.result_fps}")
-    if spec.refuses_authorization:
-        denied = ctx.target.fetch(url, ctx.target.auth(ctx.target.key))
-        if denied.status < 400:
-            raise ctx.fail(
-                "the result URL accepted an Authorization header the spec says it refuses"
-            )
+    # Asked either way, so a recorded run shows how the link treats the header.
+    denied = ctx.target.fetch(
+        url, ctx.target.auth(ctx.target.key), note={"expect": "result_with_authorization"}
+    )
+    if spec.refuses_authorization and denied.status < 400:
+        raise ctx.fail("the result URL accepted an Authorization header the spec says it refuses")
     _check_expiry(ctx, url, final)
 
 
@@ -412,8 +435,10 @@ def _fps(data: bytes) -> float | None:
 
 def _check_expiry(ctx: Context, url: str, final: Mapping[str, Any]) -> None:
     spec = ctx.spec
+    if spec.expiry_param is None:
+        return
     query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
-    expires = query.get("Expires")
+    expires = query.get(spec.expiry_param)
     ended = final.get("times.ended")
     if expires is None or not expires.isdigit() or not isinstance(ended, (int, float)):
         return
@@ -427,6 +452,6 @@ def _check_expiry(ctx: Context, url: str, final: Mapping[str, Any]) -> None:
         )
     if ctx.target.virtual:
         ctx.target.wait(max(int(expires) - ctx.target.now(), 0) + 60)
-        late = ctx.target.fetch(url)
+        late = ctx.target.fetch(url, note={"expect": "result_expired"})
         if late.status < 400:
             raise ctx.fail("the result URL still downloads after its expiry")

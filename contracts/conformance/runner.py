@@ -33,6 +33,7 @@ from contracts.conformance.cases import (
 )
 from contracts.conformance.checks import Budget, BudgetSpent, CheckFailed, Context
 from contracts.conformance.targets import HttpTarget, MockTarget, Target, TargetError
+from contracts.lifecycle import TimingMode
 from contracts.spec import Spec, SpecSet, load_specs
 from contracts.task import TaskRequest
 from contracts.validate import Violation
@@ -166,10 +167,12 @@ def make_target(
     base_url: str | None = None,
     second_key_env: str = "PADDOCK_SECOND_KEY",
     mock_specs: SpecSet | None = None,
+    timing: TimingMode = "fast",
 ) -> Target:
-    """``mock`` (in process), ``live`` (documented host or ``base_url``) or a URL."""
+    """``mock`` (in process, timed by ``timing``), ``live`` (documented host or ``base_url``)
+    or a URL."""
     if target == "mock":
-        return MockTarget(spec, mock_specs or specs, *MOCK_KEYS)
+        return MockTarget(spec, mock_specs or specs, *MOCK_KEYS, timing=timing)
     key = os.environ.get(spec.api_key_env, "").strip()
     second = os.environ.get(second_key_env, "").strip() or None
     if target == "live":
@@ -201,6 +204,7 @@ def run_checks(
     seed_value: int = 0,
     progress: Callable[[str], None] | None = None,
     mock_specs: SpecSet | None = None,
+    timing: TimingMode = "fast",
 ) -> Report:
     """Every check for one provider; raises TargetError when the run cannot be made.
 
@@ -218,7 +222,7 @@ def run_checks(
     bad = wanted - set(CHECK_NAMES)
     if bad:
         raise TargetError(f"no check named {sorted(bad)[0]!r}; known: {', '.join(CHECK_NAMES)}")
-    tgt = make_target(spec, specs, target, base_url=base_url, mock_specs=mock_specs)
+    tgt = make_target(spec, specs, target, base_url=base_url, mock_specs=mock_specs, timing=timing)
     live = tgt.kind == "live"
     if budget is None and live:
         budget = 0
@@ -243,9 +247,12 @@ def run_checks(
                     continue
                 say(f"{provider}: {name} [{model}]")
                 count = max(1, round(examples * share))
+                first = len(ctx.created)
                 outcomes.append(
                     _per_model(ctx, name, model, check, billable, count, live, seed_value)
                 )
+                if record is not None and name == "accepted":
+                    _settle(ctx, ctx.created[first:], model)
         if "schema" in wanted:
             say(f"{provider}: schema")
             outcomes.append(_schema(ctx, examples, live, seed_value))
@@ -253,7 +260,7 @@ def run_checks(
         _cancel_left(ctx)
         if tgt.record_to is not None:
             tgt.record_to.close()
-            _manifest(record, spec, tgt, ctx, started)
+            _manifest(record, spec, tgt, ctx, started, examples=examples, seed=seed_value)
         tgt.close()
     return Report(
         provider,
@@ -445,6 +452,31 @@ def _schema(ctx: Context, examples: int, live: bool, seed_value: int) -> Outcome
     return outcome
 
 
+def _settle(ctx: Context, task_ids: Sequence[str], model: str) -> None:
+    """Read the tasks a check created once more, so a recording holds how long each state took.
+
+    The drift analysis measures time per state from the times a finished task
+    reports, and the accepted check never follows its tasks to the end. On a
+    virtual clock the run jumps far past the spec's slowest tasks (and well
+    short of their retention) first; elsewhere nothing waits, and what has
+    finished by now is what is read.
+    """
+    spec = ctx.spec
+    if ctx.target.virtual:
+        slowest = sum(t.p95 for t in spec.timing.values())
+        ctx.target.wait(min(10 * slowest, spec.task_retention / 2))
+    ctx.target.check, ctx.target.model = "settle", model
+    for task_id in dict.fromkeys(t for t in task_ids if t):
+        try:
+            ctx.target.send(
+                "GET",
+                spec.operations["query"].path.replace("{task_id}", task_id),
+                note={"expect": "settle"},
+            )
+        except TargetError:
+            return
+
+
 def _cancel_left(ctx: Context) -> None:
     """Live runs cancel whatever they created and is still cancelable."""
     if ctx.target.kind != "live" or "cancel" not in ctx.spec.operations:
@@ -460,7 +492,14 @@ def _cancel_left(ctx: Context) -> None:
 
 
 def _manifest(
-    record: Path | None, spec: Spec, target: Target, ctx: Context, started: float
+    record: Path | None,
+    spec: Spec,
+    target: Target,
+    ctx: Context,
+    started: float,
+    *,
+    examples: int,
+    seed: int,
 ) -> None:
     if record is None:
         return
@@ -479,6 +518,11 @@ def _manifest(
         "seconds": round(time.perf_counter() - started, 3),
         "budget_used": ctx.budget.used,
         "budget": ctx.budget.limit,
+        "examples": examples,
+        "seed": seed,
+        # How the target's tasks are timed: the drift analysis compares time per
+        # state with the spec only where it is the spec's ("realistic") or real.
+        "timing": target.timing_mode(),
         "exchanges": f"{spec.provider}.jsonl",
     }
     (record / f"{spec.provider}.manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

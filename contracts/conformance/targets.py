@@ -21,6 +21,7 @@ from typing import IO, Any
 import httpx
 import orjson
 
+from contracts.lifecycle import TimingMode
 from contracts.spec import Spec
 
 __all__ = [
@@ -68,6 +69,7 @@ class Exchange:
     started: float
     reply: Reply | None = None
     error: str | None = None
+    note: Mapping[str, Any] | None = None  # what the check meant by it (drift reads this)
 
 
 @dataclass(frozen=True)
@@ -132,8 +134,14 @@ class Redactor:
         return " ".join(parts)
 
     def record(self, exchange: Exchange) -> dict[str, Any]:
-        """The JSON Lines form of an exchange (``--record``); the drift reports read these."""
+        """The JSON Lines form of an exchange (``--record``); the drift reports read these.
+
+        Bodies are kept as JSON where they parse (``body_form`` says which form
+        was stored, so a text body that looks like an object is not mistaken for
+        one), and an MP4 answer is stored as what PyAV reads from it, not bytes.
+        """
         reply = exchange.reply
+        body, form = _body_json(exchange.body, self)
         doc: dict[str, Any] = {
             "check": exchange.check,
             "model": exchange.model,
@@ -142,16 +150,23 @@ class Redactor:
                 "method": exchange.method,
                 "url": self.url(exchange.url),
                 "headers": self.headers(exchange.headers),
-                "body": _body_json(exchange.body, self),
+                "body": body,
+                "body_form": form,
             },
         }
+        if exchange.note:
+            doc["note"] = json.loads(self.text(json.dumps(exchange.note)))
         if reply is not None:
+            body, form = _body_json(reply.body, self)
             doc["response"] = {
                 "status": reply.status,
                 "headers": self.headers(dict(reply.headers)),
-                "body": _body_json(reply.body, self),
+                "body": body,
+                "body_form": form,
                 "elapsed_ms": round(reply.elapsed * 1000, 2),
             }
+            if form == "binary" and reply.headers.get("content-type", "").startswith("video/"):
+                doc["response"]["video"] = _video_facts(reply.body)
         if exchange.error is not None:
             doc["error"] = self.text(exchange.error)
         return doc
@@ -164,19 +179,46 @@ def _jsonl(doc: dict[str, Any]) -> str:
         return json.dumps(doc, ensure_ascii=False) + "\n"
 
 
-def _body_json(body: bytes | None, redactor: Redactor) -> Any:
+def _body_json(body: bytes | None, redactor: Redactor) -> tuple[Any, str]:
+    """A body as stored, and its form: ``json``, ``text``, ``binary`` or ``none``."""
     if not body:
-        return None
+        return None, "none"
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        return {"binary_bytes": len(body)}
+        return {"binary_bytes": len(body)}, "binary"
     if len(text) > 20000:
-        return {"text": redactor.text(text[:2000]) + "…", "bytes": len(body)}
+        return {"text": redactor.text(text[:2000]) + "…", "bytes": len(body)}, "text"
     try:
-        return json.loads(redactor.text(text))
+        return json.loads(redactor.text(text)), "json"
     except ValueError:
-        return {"text": redactor.text(text)}
+        return {"text": redactor.text(text)}, "text"
+
+
+def _video_facts(data: bytes) -> dict[str, Any]:
+    """What a person would check in a downloaded video: duration, frame size, rate, codec."""
+    import io
+
+    import av
+
+    from contracts.media import MediaError, probe
+
+    try:
+        info = probe(data)
+        with av.open(io.BytesIO(data)) as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate
+            codec = stream.codec_context.name
+    except (MediaError, av.error.FFmpegError, IndexError) as exc:
+        return {"bytes": len(data), "unreadable": str(exc)[:200]}
+    return {
+        "bytes": len(data),
+        "duration": round(info.duration, 3) if info.duration is not None else None,
+        "width": info.width,
+        "height": info.height,
+        "fps": round(float(rate), 3) if rate else None,
+        "codec": codec,
+    }
 
 
 @dataclass
@@ -204,7 +246,9 @@ class Target:
     @property
     def redactor(self) -> Redactor:
         secrets = tuple(k for k in (self.key, self.second_key) if k)
-        return Redactor(secrets, frozenset(self.spec.signature_params), self.spec.api_key_env)
+        # The expiry is public (drift reads it); the rest of a link's signature is not.
+        signed = frozenset(self.spec.signature_params) - {self.spec.expiry_param}
+        return Redactor(secrets, signed, self.spec.api_key_env)
 
     def auth(self, key: str | None) -> dict[str, str]:
         if key is None:
@@ -220,25 +264,42 @@ class Target:
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
         key: str | None = "",
+        note: Mapping[str, Any] | None = None,
     ) -> Reply:
-        """A request under the provider's root; ``key=""`` means this target's own key."""
+        """A request under the provider's root; ``key=""`` means this target's own key.
+
+        ``note`` says what the check meant by the request (the case, what it
+        expects); it is recorded with the exchange for the drift analysis.
+        """
         all_headers = dict(self.auth(self.key if key == "" else key))
         all_headers.update(headers or {})
-        return self._exchange(method, self.base_url + path, all_headers, body)
+        return self._exchange(method, self.base_url + path, all_headers, body, note)
 
-    def fetch(self, url: str, headers: Mapping[str, str] | None = None) -> Reply:
+    def fetch(
+        self,
+        url: str,
+        headers: Mapping[str, str] | None = None,
+        note: Mapping[str, Any] | None = None,
+    ) -> Reply:
         """An absolute URL (a result link), without the provider's key unless given."""
-        return self._exchange("GET", url, dict(headers or {}), None)
+        return self._exchange("GET", url, dict(headers or {}), None, note)
 
     def _exchange(
-        self, method: str, url: str, headers: dict[str, str], body: bytes | None
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        note: Mapping[str, Any] | None = None,
     ) -> Reply:
         if self.pace:
             gap = self._last + self.pace - time.monotonic()
             if gap > 0:
                 time.sleep(gap)
             self._last = time.monotonic()
-        exchange = Exchange(self.check, self.model, method, url, headers, body, time.time())
+        exchange = Exchange(
+            self.check, self.model, method, url, headers, body, time.time(), note=note
+        )
         self.exchanges.append(exchange)
         try:
             exchange.reply = self._transmit(method, url, headers, body)
@@ -281,6 +342,10 @@ class Target:
         """A URL the provider can fetch these bytes from, or None where there is none."""
         return None
 
+    def timing_mode(self) -> str:
+        """How this target times its tasks: ``real`` for a provider, a mock's own mode."""
+        return "real"
+
     def close(self) -> None:
         """Release connections and the app."""
 
@@ -309,6 +374,17 @@ class HttpTarget(Target):
         url = response.json().get("url")
         return url if isinstance(url, str) else None
 
+    def timing_mode(self) -> str:
+        if self.kind == "live":
+            return "real"
+        parts = urllib.parse.urlsplit(self.base_url)
+        try:
+            response = self.http.get(f"{parts.scheme}://{parts.netloc}/_paddock/health")
+            timing = response.json().get("timing") if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            timing = None
+        return timing if isinstance(timing, str) else "real"  # not a paddock mock
+
     def close(self) -> None:
         self.http.close()
 
@@ -318,13 +394,16 @@ class MockTarget(Target):
 
     PUBLIC = "http://127.0.0.1:8000"  # where `paddock serve` listens, for curl lines
 
-    def __init__(self, spec: Spec, specs: Any, key: str, second_key: str) -> None:
+    def __init__(
+        self, spec: Spec, specs: Any, key: str, second_key: str, timing: TimingMode = "fast"
+    ) -> None:
         from mock_server.app import create_app
         from mock_server.clock import Clock
 
         super().__init__(spec, f"{self.PUBLIC}/{spec.provider}", key, second_key, "mock")
         self.clock = Clock(speed=0)
-        self.app = create_app(specs, timing="fast", clock=self.clock, api_keys=[key, second_key])
+        self.timing = timing
+        self.app = create_app(specs, timing=timing, clock=self.clock, api_keys=[key, second_key])
         self._transport = SyncASGITransport(self.app)
         self._http = httpx.Client(transport=self._transport, follow_redirects=False)
 
@@ -334,6 +413,9 @@ class MockTarget(Target):
 
     def wait(self, seconds: float) -> None:
         self.clock.advance(max(seconds, 0.0))
+
+    def timing_mode(self) -> str:
+        return self.timing
 
     def now(self) -> float:
         return self.clock.now()
