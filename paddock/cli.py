@@ -200,6 +200,55 @@ def build_parser() -> argparse.ArgumentParser:
     openapi.add_argument("--specs", type=Path, help="read specs from this directory")
     openapi.add_argument("--server", help="a server URL to put in the document")
 
+    drift = commands.add_parser(
+        "drift",
+        help="what a provider now does differently from its spec ('drift run' records a run)",
+        description="Analyse a recorded run (the latest under --reports by default) against the "
+        "spec and, with --baseline, an earlier run. Exit 0: no breaking drift; 1: breaking "
+        "drift; 2: the analysis could not be made.",
+    )
+    drift.add_argument("--provider", required=False, help="dashscope, apiyi or anyfast")
+    drift.add_argument("--run", type=Path, metavar="DIR", help="the run to read (default: latest)")
+    drift.add_argument("--baseline", type=Path, metavar="DIR", help="an earlier run to compare")
+    drift.add_argument("--spec", type=Path, metavar="FILE", help="read against this spec file")
+    drift.add_argument("--specs", type=Path, help="read specs from this directory")
+    drift.add_argument(
+        "--reports", type=Path, default=Path("reports"), help="where runs live (default reports)"
+    )
+    drift.add_argument(
+        "--format",
+        choices=["markdown", "html", "json", "junit", "github"],
+        default="markdown",
+        dest="fmt",
+    )
+    drift.add_argument("--out", type=Path, help="write the report here instead of stdout")
+    drift_commands = drift.add_subparsers(dest="drift_command", metavar="run", parser_class=_Parser)
+    record = drift_commands.add_parser(
+        "run", help="record one conformance run under REPORTS/runs/PROVIDER/<UTC time>/"
+    )
+    record.add_argument("--provider", required=True, help="dashscope, apiyi or anyfast")
+    record.add_argument(
+        "--target",
+        default="mock",
+        metavar="mock|URL|live",
+        help="mock: in process, timed as the spec says (default); URL: a provider host root; "
+        "live: the documented host with the key from the environment",
+    )
+    record.add_argument("--base-url", help="with --target live: a staging host")
+    record.add_argument("--model", action="append", default=[], help="only this model")
+    record.add_argument("--examples", type=_positive_int, default=20)
+    record.add_argument(
+        "--budget",
+        type=_non_negative_int,
+        help="billable tasks the run may create (live default 0: free checks only)",
+    )
+    record.add_argument("--seed", type=_non_negative_int, default=0)
+    record.add_argument("--specs", type=Path, help="read specs from this directory")
+    record.add_argument(
+        "--reports", type=Path, default=Path("reports"), help="where runs live (default reports)"
+    )
+    record.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
     diff = commands.add_parser(
         "diff", help="what a client written against OLD.yaml breaks on NEW.yaml"
     )
@@ -239,6 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
         if args.command == "openapi":
             return _openapi(args)
+        if args.command == "drift":
+            return _drift_run(args) if args.drift_command == "run" else _drift(args)
         if args.command == "diff":
             return _diff(args)
         if args.command == "matrix":
@@ -308,6 +359,95 @@ def _openapi(args: argparse.Namespace) -> int:
         )
     print(json.dumps(openapi_document(specs[args.provider], server_url=args.server), indent=2))
     return 0
+
+
+def _drift_run(args: argparse.Namespace) -> int:
+    from contracts.conformance import TargetError, run_checks
+    from contracts.drift.observe import new_run_dir
+
+    specs = _load(args.specs)
+    if args.provider not in specs.names():
+        raise UsageError(
+            f"unknown provider {args.provider!r}; use one of {', '.join(specs.names())}"
+        )
+    if args.base_url and args.target != "live":
+        raise UsageError("--base-url goes with --target live; for a URL target pass --target URL")
+    if args.target not in ("mock", "live") and not args.target.startswith(("http://", "https://")):
+        raise UsageError(f"--target must be mock, live or an http(s) URL, not {args.target!r}")
+    directory = new_run_dir(args.reports, args.provider)
+    say = None if args.quiet else (lambda line: print(f"  {line}", file=sys.stderr, flush=True))
+    try:
+        report = run_checks(
+            args.provider,
+            target=args.target,
+            specs=specs,
+            models=args.model,
+            examples=args.examples,
+            budget=args.budget,
+            record=directory,
+            base_url=args.base_url,
+            seed_value=args.seed,
+            progress=say,
+            timing="realistic",
+        )
+    except TargetError as exc:
+        # Nothing was recorded: leave no empty run behind to be mistaken for one.
+        for leftover in directory.iterdir():
+            leftover.unlink()
+        for empty in (directory, directory.parent, directory.parent.parent, args.reports):
+            if empty.is_dir() and not any(empty.iterdir()):
+                empty.rmdir()
+        raise UsageError(str(exc)) from None
+    failed = sum(len(o.failures) for o in report.outcomes)
+    print(
+        f"recorded {args.provider} against {report.target} in {directory} "
+        f"({report.examples} examples, {report.seconds:.1f} s, billable tasks "
+        f"{report.budget_used}; {failed} check(s) failed: the analysis says what differs)"
+    )
+    print(f"next: paddock drift --provider {args.provider} --run {directory}")
+    return 0
+
+
+def _drift(args: argparse.Namespace) -> int:
+    from contracts.drift.analyze import analyze
+    from contracts.drift.observe import RunError, latest_run, load_run
+    from contracts.drift.report import render
+    from contracts.spec import SpecError, load_spec
+
+    if not args.provider:
+        raise UsageError(
+            "drift needs --provider (or 'paddock drift run --provider P' to record a run)"
+        )
+    if args.spec is not None:
+        if not args.spec.is_file():
+            raise UsageError(f"no spec file at {str(args.spec)!r}")
+        try:
+            spec = load_spec(args.spec)
+        except SpecError as exc:
+            raise UsageError(f"{args.spec} does not load: {exc}") from None
+        if spec.provider != args.provider:
+            raise UsageError(f"{args.spec} is the spec of {spec.provider}, not {args.provider}")
+    else:
+        specs = _load(args.specs)
+        if args.provider not in specs.names():
+            raise UsageError(
+                f"unknown provider {args.provider!r}; use one of {', '.join(specs.names())}"
+            )
+        spec = specs[args.provider]
+    run_dir = args.run or latest_run(args.reports, args.provider)
+    if run_dir is None:
+        raise UsageError(
+            f"no recorded run of {args.provider} under {args.reports}/runs; record one with "
+            f"'paddock drift run --provider {args.provider}' or pass --run DIR"
+        )
+    try:
+        run = load_run(run_dir, args.provider)
+        baseline = load_run(args.baseline, args.provider) if args.baseline else None
+    except RunError as exc:
+        raise UsageError(str(exc)) from None
+    analysis = analyze(run, spec, baseline=baseline)
+    _emit(render(analysis, args.fmt, spec_file=spec.file), args.out)
+    return 1 if analysis.breaking else 0
 
 
 def _diff(args: argparse.Namespace) -> int:

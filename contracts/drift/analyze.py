@@ -149,7 +149,7 @@ def analyze(run: Run, spec: Spec, *, baseline: Run | None = None) -> Analysis:
                 analysis.notes.append(
                     f"gone since the baseline ({earlier.run_time}): {gone.kind} on {gone.rule}"
                 )
-        _timing_against(analysis, earlier)
+        _timing_against(analysis, earlier, spec)
         analysis.baseline = str(baseline.directory)
     return analysis
 
@@ -308,7 +308,7 @@ class _Analyser:
         if not 200 <= obs.status < 300:
             self.refused(obs, request, model)
             return
-        self.examined("responses.create", "shape", spec.create_response.source or "")
+        self.examined("responses.create", "shape", _source(spec.raw, "responses", "create"))
         if obs.status != spec.create_status:
             self.find(
                 obs,
@@ -1090,6 +1090,12 @@ class _Analyser:
                 "not as the spec does (record with a realistic mock or a live provider)"
             )
             return
+        if not any(self.durations.values()):
+            self.notes.append(
+                "lifecycle timing not judged: no finished task in the run reported its times "
+                "per state (the provider's answers may not carry them)"
+            )
+            return
         for state, rule_timing in self.spec.timing.items():
             observed = [d for d in self.durations.get(state, {}).values() if d > 0]
             rule = f"timing.{state}"
@@ -1135,29 +1141,41 @@ class _Analyser:
         return table
 
 
-def _timing_against(analysis: Analysis, earlier: Analysis) -> None:
-    """Time per state that moved since the baseline, where the spec test did not say so."""
+def _timing_against(analysis: Analysis, earlier: Analysis, spec: Spec) -> None:
+    """Time per state that moved since the baseline, by the same test as against the spec.
+
+    Two samples' mean log-durations are compared with the spread the spec's
+    distribution implies; a move must clear the same bar (4.5 standard
+    errors, and more than a quarter) before it is reported.
+    """
+    reported = {f.key for f in analysis.findings}
     for state, row in analysis.timing.items():
-        before = earlier.timing.get(state, {}).get("observed")
-        now = row.get("observed")
+        rule_timing = spec.timing.get(state)
+        now = [d for d in row.get("samples", []) if d > 0]
+        before = [d for d in earlier.timing.get(state, {}).get("samples", []) if d > 0]
         if (
-            not before
-            or not now
-            or ("timing", f"timing.{state}") in {f.key for f in analysis.findings}
+            rule_timing is None
+            or len(now) < _MIN_TIMED
+            or len(before) < _MIN_TIMED
+            or ("timing", f"timing.{state}") in reported
         ):
             continue
-        ratio = now["p50"] / before["p50"] if before["p50"] else 1.0
-        if ratio > 1.5 or ratio < 1 / 1.5:
+        sigma = max((math.log(rule_timing.p95) - math.log(rule_timing.median)) / _Z95, 1e-6)
+        shift = statistics.fmean(map(math.log, now)) - statistics.fmean(map(math.log, before))
+        z = shift / (sigma * math.sqrt(1 / len(now) + 1 / len(before)))
+        if abs(z) > _Z_LIMIT and abs(shift) > _MIN_EFFECT:
+            was, is_now = statistics.median(before), statistics.median(now)
             analysis.findings.append(
                 Finding(
                     "timing",
                     "changed",
                     f"timing.{state}",
-                    "baseline",
-                    f"{state} median moved from {before['p50']:.1f} s to {now['p50']:.1f} s "
-                    "since the baseline",
+                    rule_timing.source,
+                    f"{state} median moved from {was:.1f} s to {is_now:.1f} s since the "
+                    f"baseline ({len(before)} and {len(now)} tasks)",
                     "watch the next runs; update the spec's timing if it holds",
-                    count=len(row.get("samples", [])),
+                    count=len(now),
+                    examined=len(now),
                     since=analysis.run_time,
                 )
             )

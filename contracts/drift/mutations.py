@@ -39,6 +39,9 @@ class SpecMutation:
     expect: frozenset[tuple[str, str]]  # (kind, severity) of every finding it must cause
     edit: Edit
     what: str
+    # Requests per check: a distribution needs more finished tasks than a rule does
+    # (latencies doubled stand out from about 20; 40 makes a miss vanishingly rare).
+    examples: int = 8
 
 
 def _model(model: str, *path: str, value: Any) -> Edit:
@@ -107,8 +110,9 @@ def _m(
     expect: set[tuple[str, str]],
     edit: Edit,
     what: str,
+    examples: int = 8,
 ) -> SpecMutation:
-    return SpecMutation(name, provider, model, frozenset(expect), edit, what)
+    return SpecMutation(name, provider, model, frozenset(expect), edit, what, examples)
 
 
 CATALOGUE: tuple[SpecMutation, ...] = (
@@ -171,7 +175,7 @@ CATALOGUE: tuple[SpecMutation, ...] = (
     _m("result-fps", "dashscope", _T2V, {("result_property", "changed")},
        _at("results", "fps", "value", value=30), "videos at 30 fps, not 24"),
     _m("timing-doubled", "dashscope", _T2V, {("timing", "changed")},
-       _slower(2.0), "every state takes twice as long"),
+       _slower(2.0), "every state takes twice as long", examples=40),
     _m("polling-limit", "dashscope", _T2V, {("polling_limit", "changed")},
        _at("limits", "poll_min_interval", value={"value": 5, "source": "mutation"}),
        "polls of one task closer than 5 s get 429"),
@@ -215,7 +219,7 @@ def detect(
     *,
     provider: str | None = None,
     model: str | None = None,
-    examples: int = 8,
+    examples: int | None = None,
     workdir: Path | None = None,
 ) -> Analysis:
     """Serve the mutation from the mock, record a conformance run, analyse it against the spec.
@@ -224,6 +228,8 @@ def detect(
     """
     provider = mutation.provider if mutation else provider or "dashscope"
     model = mutation.model if mutation else model or _T2V
+    if examples is None:
+        examples = mutation.examples if mutation else 8
     with tempfile.TemporaryDirectory(prefix="paddock-drift-") as tmp:
         root = workdir or Path(tmp)
         served = load_specs(
