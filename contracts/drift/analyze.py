@@ -243,6 +243,8 @@ class _Analyser:
     def observe(self, obs: Observation) -> None:
         if obs.status is None:
             return  # the request failed on the wire; the run's report says so
+        if _truncated(obs):
+            return  # recorded cut short (over 20,000 characters): its shape cannot be judged
         expect = obs.expect
         if expect in ("result", "result_with_authorization", "result_expired"):
             self.result_fetch(obs, expect)
@@ -1302,6 +1304,11 @@ def _param_name(
         ):
             return str(candidate)
     return None
+
+
+def _truncated(obs: Observation) -> bool:
+    body = obs.response_body
+    return obs.response_form == "text" and isinstance(body, dict) and "bytes" in body
 
 
 def _request_bytes(obs: Observation) -> bytes | None:
