@@ -303,9 +303,7 @@ class _Analyser:
 
     def accepted(self, obs: Observation, request: TaskRequest, model: str) -> None:
         spec = self.spec
-        rule = f"models.{model}"
-        check = self.examined(rule + " (accepted requests)", "create", spec.models[model].source)
-        del check
+        self.examined(f"models.{model} (accepted requests)", "create", spec.models[model].source)
         assert obs.status is not None
         if not 200 <= obs.status < 300:
             self.refused(obs, request, model)
