@@ -31,6 +31,7 @@ __all__ = [
     "Violation",
     "check_auth",
     "check_headers",
+    "json_type",
     "parse_json_body",
     "validate_create",
 ]
@@ -181,8 +182,8 @@ def parse_json_body(
         return None, Violation(
             "body_not_object",
             None,
-            f"the body is a JSON {_json_type(doc)}",
-            {"actual": _json_type(doc)},
+            f"the body is a JSON {json_type(doc)}",
+            {"actual": json_type(doc)},
         )
     return doc, None
 
@@ -617,7 +618,8 @@ def _get(doc: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON type's name, as error messages and drift reports say it."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -632,7 +634,7 @@ def _json_type(value: Any) -> str:
 
 
 def _type_violation(where: str, expected: str, value: Any) -> Violation:
-    actual = _json_type(value)
+    actual = json_type(value)
     return Violation(
         "field_type",
         where,

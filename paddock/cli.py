@@ -313,14 +313,18 @@ def _load(directory: Path | None) -> SpecSet:
         raise UsageError(f"the specs do not load: {exc}") from None
 
 
+def _known(specs: SpecSet, provider: str) -> str:
+    """``provider``, if the specs have it; else the usage error naming the ones they do."""
+    if provider not in specs.names():
+        raise UsageError(f"unknown provider {provider!r}; use one of {', '.join(specs.names())}")
+    return provider
+
+
 def _check(args: argparse.Namespace) -> int:
     from contracts.conformance import TargetError, run_checks
 
     specs = _load(args.specs)
-    if args.provider not in specs.names():
-        raise UsageError(
-            f"unknown provider {args.provider!r}; use one of {', '.join(specs.names())}"
-        )
+    _known(specs, args.provider)
     if args.base_url and args.target != "live":
         raise UsageError("--base-url goes with --target live; for a URL target pass --target URL")
     say = None if args.quiet else (lambda line: print(f"  {line}", file=sys.stderr, flush=True))
@@ -353,10 +357,7 @@ def _openapi(args: argparse.Namespace) -> int:
     from contracts.openapi import openapi_document
 
     specs = _load(args.specs)
-    if args.provider not in specs.names():
-        raise UsageError(
-            f"unknown provider {args.provider!r}; use one of {', '.join(specs.names())}"
-        )
+    _known(specs, args.provider)
     print(json.dumps(openapi_document(specs[args.provider], server_url=args.server), indent=2))
     return 0
 
@@ -366,10 +367,7 @@ def _drift_run(args: argparse.Namespace) -> int:
     from contracts.drift.observe import new_run_dir
 
     specs = _load(args.specs)
-    if args.provider not in specs.names():
-        raise UsageError(
-            f"unknown provider {args.provider!r}; use one of {', '.join(specs.names())}"
-        )
+    _known(specs, args.provider)
     if args.base_url and args.target != "live":
         raise UsageError("--base-url goes with --target live; for a URL target pass --target URL")
     if args.target not in ("mock", "live") and not args.target.startswith(("http://", "https://")):
@@ -429,11 +427,7 @@ def _drift(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.spec} is the spec of {spec.provider}, not {args.provider}")
     else:
         specs = _load(args.specs)
-        if args.provider not in specs.names():
-            raise UsageError(
-                f"unknown provider {args.provider!r}; use one of {', '.join(specs.names())}"
-            )
-        spec = specs[args.provider]
+        spec = specs[_known(specs, args.provider)]
     run_dir = args.run or latest_run(args.reports, args.provider)
     if run_dir is None:
         raise UsageError(

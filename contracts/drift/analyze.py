@@ -48,7 +48,7 @@ from contracts.lifecycle import output_shape
 from contracts.media import MediaInfo
 from contracts.spec import ErrorDef, Spec
 from contracts.task import TERMINAL_STATES, TaskRequest
-from contracts.validate import Violation
+from contracts.validate import Violation, json_type
 from contracts.views import id_pattern
 from contracts.wire import Template, WireMismatch
 
@@ -1223,22 +1223,8 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
         for key, child in value.items():
             out.update(_flatten(child, f"{prefix}.{key}" if prefix else str(key)))
         return out
-    out[prefix] = _json_type(value)
+    out[prefix] = json_type(value)
     return out
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
 
 
 def _compatible(want: str, got: str) -> bool:
