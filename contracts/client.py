@@ -50,7 +50,7 @@ from contracts.errors import (
 from contracts.media import MediaError, MediaInfo, decode_data_uri, probe, probe_file
 from contracts.spec import Spec, SpecSet, default_category, load_specs
 from contracts.task import TERMINAL_STATES
-from contracts.transport import LeanTransport
+from contracts.transport import LeanTransport, header_block
 from contracts.validate import Violation, check_remote_url, validate_create
 from contracts.wire import WireMismatch
 
@@ -110,9 +110,11 @@ class Task:
 
 
 # -- actions the drivers perform ----------------------------------------------------------------
+# Plain (not frozen) slotted dataclasses: several are made per request, and a
+# frozen one's __init__ sets each field through object.__setattr__.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Send:
     method: str
     url: str
@@ -123,12 +125,12 @@ class _Send:
     data: Mapping[str, str] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Sleep:
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Fetch:
     """Stream a URL into ``path`` (appending from ``offset``); the reply carries no body."""
 
@@ -138,7 +140,7 @@ class _Fetch:
     offset: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Reply:
     status: int
     headers: Mapping[str, str]
@@ -146,7 +148,7 @@ class _Reply:
     written: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Failure:
     """The transport failed (connection refused, reset, timeout); ``sent`` if the request left."""
 
@@ -156,7 +158,6 @@ class _Failure:
 
 _Action = _Send | _Sleep | _Fetch
 _Steps = Generator[_Action, Any, T]
-_RawHeaders = list[tuple[bytes, bytes]]  # header (name, value) pairs encoded for the wire
 
 
 # -- the shared implementation ------------------------------------------------------------------
@@ -325,6 +326,8 @@ class _Core:
         self, media: MediaInput | None
     ) -> list[tuple[str, str, MediaInfo | None, Path | None]]:
         """(type, url or path, probed info, local path) per media input, probed where we can."""
+        if not media:
+            return []
         pairs: list[tuple[str, str]] = []
         if isinstance(media, Mapping):
             for media_type, value in media.items():
@@ -421,6 +424,11 @@ class _Core:
         extra_headers: Mapping[str, str] | None,
     ) -> _Steps[Task]:
         self._require_key()
+        for name, value in (extra_headers or {}).items():
+            if any(c in f"{name}{value}" for c in "\r\n") or ":" in name:
+                raise PaddockError(
+                    f"header {name!r} has a line break or colon in it; pass one plain header"
+                )
         prepared = self._prepare_media(media)
         checked = self._check_locally(model, prompt, prepared, parameters)
         headers = dict(self._create_headers())
@@ -897,7 +905,7 @@ class AsyncClient(_Core):
         )
         self._timeouts = httpx.Timeout(timeout).as_dict()
         self._default_headers = {"accept": "*/*", "user-agent": user_agent}
-        self._raw_headers: dict[tuple[tuple[str, str], ...], _RawHeaders] = {}
+        self._header_blocks: dict[tuple[tuple[str, str], ...], bytes] = {}
         # Bounding requests in flight here, not only in the transport, keeps
         # any transport's queue (httpcore rescans its whole queue per request)
         # no longer than the pool.
@@ -955,10 +963,16 @@ class AsyncClient(_Core):
 
     async def _run(self, steps: _Steps[T]) -> T:
         result: Any = None
+        lean = self._bounded and self._direct
         try:
             while True:
                 action = steps.send(result)
-                result = await self._perform(action)
+                if lean and type(action) is _Send and action.files is None and action.data is None:
+                    # The common case, awaited directly: every await level between
+                    # the task and the socket is resumed on each wake-up.
+                    result = await self._exchange(action)
+                else:
+                    result = await self._perform(action)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
@@ -1022,17 +1036,17 @@ class AsyncClient(_Core):
             return _failure(exc)
         return _Reply(response.status_code, response.headers, body)
 
-    def _encoded(self, headers: dict[str, str]) -> _RawHeaders:
-        """Headers as wire bytes, kept per distinct set: a client sends the same few again and
-        again, and encoding them per request showed in the bench's profile."""
+    def _encoded(self, headers: dict[str, str]) -> bytes:
+        """Headers as wire lines, rendered once per distinct set: a client sends the same few
+        again and again, and encoding them per request showed in the bench's profile."""
         key = tuple(headers.items())
-        raw = self._raw_headers.get(key)
-        if raw is None:
-            if len(self._raw_headers) >= 64:
-                self._raw_headers.clear()
-            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in key]
-            self._raw_headers[key] = raw
-        return raw
+        block = self._header_blocks.get(key)
+        if block is None:
+            if len(self._header_blocks) >= 64:
+                self._header_blocks.clear()
+            block = header_block(headers)
+            self._header_blocks[key] = block
+        return block
 
     async def _fetch(self, action: _Fetch) -> Any:
         try:

@@ -21,23 +21,78 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import select
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import quote, urlencode, urlsplit
 
 import httptools
 import httpx
 
-__all__ = ["LeanTransport", "Reply"]
+__all__ = ["LeanTransport", "Reply", "ReplyHeaders", "header_block"]
 
 _Origin = tuple[str, str, int]
 _Headers = list[tuple[bytes, bytes]]
+_Route = tuple[_Origin, bytes]  # where a scheme://host:port goes, and its Host header line
 _PAUSE_AT = 1024 * 1024  # stop reading the socket when this much body waits unread
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_NEEDS_QUOTING = re.compile(r"[^A-Za-z0-9/%:@!$&'()*+,;=\-._~]")
+
+
+def header_block(headers: Mapping[str, str] | Iterable[tuple[bytes, bytes]]) -> bytes:
+    """Request headers as the lines :meth:`LeanTransport.exchange` sends, for reuse.
+
+    A client that sends the same few header sets again and again renders each
+    once. A line break in a name or value is refused here, as httpx refuses
+    it, so no header can smuggle another.
+    """
+    pairs = (
+        [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        if isinstance(headers, Mapping)
+        else list(headers)
+    )
+    lines = []
+    for name, value in pairs:
+        if b"\r" in name or b"\n" in name or b"\r" in value or b"\n" in value or b":" in name:
+            raise httpx.LocalProtocolError(f"invalid header {name!r}: line breaks are not allowed")
+        lines.append(b"%s: %s\r\n" % (name, value))
+    return b"".join(lines)
+
+
+class ReplyHeaders(Mapping[str, str]):
+    """A response's headers, made into :class:`httpx.Headers` only when first read.
+
+    Most API answers are read for their status and body alone; building the
+    case-insensitive multi-dict for each showed in the client's profile.
+    """
+
+    __slots__ = ("_built", "_raw")
+
+    def __init__(self, raw: _Headers) -> None:
+        self._raw = raw
+        self._built: httpx.Headers | None = None
+
+    @property
+    def headers(self) -> httpx.Headers:
+        if self._built is None:
+            self._built = httpx.Headers(self._raw)
+        return self._built
+
+    def __getitem__(self, name: str) -> str:
+        return self.headers[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.headers)
+
+    def __len__(self) -> int:
+        return len(self.headers)
+
+    def __repr__(self) -> str:
+        return f"ReplyHeaders({self.headers!r})"
 
 
 class Reply:
@@ -45,7 +100,7 @@ class Reply:
 
     __slots__ = ("body", "headers", "status")
 
-    def __init__(self, status: int, headers: httpx.Headers, body: bytes) -> None:
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
         self.status = status
         self.headers = headers
         self.body = body
@@ -67,11 +122,13 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
         self._paused = False
+        # One parser for the connection's life: llhttp starts the next message
+        # where the last one completed, as uvicorn's request parser does.
+        self.parser = httptools.HttpResponseParser(self)
         self.reset()
 
     def reset(self) -> None:
         """Ready for the next response on this connection."""
-        self.parser = httptools.HttpResponseParser(self)
         self.headers: _Headers = []
         self.head_done = False
         self.complete = False
@@ -129,17 +186,19 @@ class _Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        # Asked here because llhttp answers False once the message is complete.
-        self.keep_alive = self.parser.should_keep_alive()
-        self.head_done = True
-        for name, value in self.headers:
+        # len() first: the two framing headers are 14 and 17 bytes long, and
+        # lowering every name of every response showed in the profile.
+        if len(name) in (14, 17):
             lowered = name.lower()
             if lowered == b"content-length" or (
                 lowered == b"transfer-encoding" and b"chunked" in value.lower()
             ):
                 self.framed = True
+
+    def on_headers_complete(self) -> None:
+        # Asked here because llhttp answers False once the message is complete.
+        self.keep_alive = self.parser.should_keep_alive()
+        self.head_done = True
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
@@ -286,7 +345,11 @@ class LeanTransport(httpx.AsyncBaseTransport):
         # a thousand tasks queued that pair's per-request bookkeeping showed in
         # the client's profile, and a future plus one timer handle does the job.
         self._free = max_connections
-        self._queue: deque[asyncio.Future[None]] = deque()
+        # A waiter is granted a slot (None) or, when a connection to the
+        # origin it wants comes free, that connection itself: handed straight
+        # on, it skips the idle stack and its staleness probe.
+        self._queue: deque[tuple[asyncio.Future[_Connection | None], _Origin]] = deque()
+        self._routes: dict[str, _Route] = {}
         self._closed = False
 
     # -- httpx's interface -----------------------------------------------------------------------
@@ -334,7 +397,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self,
         method: str,
         url: str,
-        headers: Mapping[str, str] | Sequence[tuple[bytes, bytes]],
+        headers: Mapping[str, str] | Sequence[tuple[bytes, bytes]] | bytes,
         *,
         params: Mapping[str, str] | None = None,
         content: bytes | None = None,
@@ -344,35 +407,20 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
         For small API calls: the same wire behaviour as
         :meth:`handle_async_request`, without building httpx model objects.
-        ``headers`` may be given already encoded, as (name, value) byte pairs,
-        by a caller that sends the same ones many times.
+        ``headers`` may be given already rendered by :func:`header_block`, by
+        a caller that sends the same ones many times. The reply's headers
+        become :class:`httpx.Headers` only if read.
         """
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise httpx.UnsupportedProtocol(f"cannot send to {url!r}: not an http(s) URL")
-        target = quote(parts.path or "/", safe=_PATH_SAFE)
-        query = "&".join(q for q in (parts.query, urlencode(params) if params else "") if q)
-        if query:
-            target += "?" + query
-        raw: _Headers = [(b"Host", parts.netloc.rsplit("@", 1)[-1].encode("idna"))]
-        if isinstance(headers, Mapping):
-            raw += [
-                (name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
-            ]
-        else:
-            raw += headers
+        (origin, host), target = self._target(url, params)
+        block = headers if isinstance(headers, bytes) else header_block(headers)
         if content is not None or method in ("POST", "PUT", "PATCH"):
-            raw.append((b"Content-Length", b"%d" % len(content or b"")))
+            block += b"Content-Length: %d\r\n" % len(content or b"")
         timeouts = timeout or {}
-        origin = _origin(parts.scheme, parts.hostname, parts.port)
         connection = await self._open(origin, timeouts)
         try:
-            await self._write(
-                connection,
-                method,
-                target.encode("ascii"),
-                raw,
-                (content or b"",),
+            await connection.send(
+                b"%s %s HTTP/1.1\r\n%s%s\r\n%s"
+                % (method.encode("ascii"), target, host, block, content or b""),
                 timeouts.get("write"),
             )
             read_timeout = timeouts.get("read")
@@ -384,44 +432,95 @@ class LeanTransport(httpx.AsyncBaseTransport):
             self._release(origin, connection, broken=True)
             raise
         reply = Reply(
-            connection.parser.get_status_code(), httpx.Headers(connection.headers), b"".join(body)
+            connection.parser.get_status_code(),
+            ReplyHeaders(connection.headers),
+            body[0] if len(body) == 1 else b"".join(body),
         )
         self._release(origin, connection)
         return reply
+
+    def _target(self, url: str, params: Mapping[str, str] | None) -> tuple[_Route, bytes]:
+        """Where a URL goes and the request target to send, the origin parsed once per client.
+
+        A client sends to one host with a few paths that differ by task id, so
+        the scheme, host and port are looked up by the URL's prefix and only
+        the path is looked at per request.
+        """
+        start = url.find("://")
+        end = len(url)
+        if start > 0:
+            for mark in "/?#":
+                found = url.find(mark, start + 3)
+                if 0 < found < end:
+                    end = found
+        prefix, path = url[:end], url[end:]
+        if not path.startswith("/"):
+            path = "/" + path
+        route = self._routes.get(prefix)
+        if route is None:
+            parts = urlsplit(prefix)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise httpx.UnsupportedProtocol(f"cannot send to {url!r}: not an http(s) URL")
+            netloc = parts.netloc.rsplit("@", 1)[-1]
+            route = (
+                _origin(parts.scheme, parts.hostname, parts.port),
+                b"Host: %s\r\n" % netloc.encode("idna"),
+            )
+            if len(self._routes) >= 64:
+                self._routes.clear()
+            self._routes[prefix] = route
+        query = ""
+        if "?" in path or "#" in path:
+            parts = urlsplit(path)
+            path, query = parts.path, parts.query
+        if _NEEDS_QUOTING.search(path):
+            path = quote(path, safe=_PATH_SAFE)
+        if params:
+            query = f"{query}&{urlencode(params)}" if query else urlencode(params)
+        target = f"{path}?{query}" if query else path
+        return route, target.encode("ascii")
 
     # -- connections -------------------------------------------------------------------------------
 
     async def _open(self, origin: _Origin, timeouts: Mapping[str, float | None]) -> _Connection:
         if self._closed:
             raise httpx.TransportError("the transport is closed")
+        connection: _Connection | None = None
         if self._free > 0 and not self._queue:
             self._free -= 1
         else:
-            await self._queued(timeouts.get("pool"))
-        try:
-            connection = self._checkout(origin) or await self._connect(
-                origin, timeouts.get("connect")
-            )
-        except BaseException:
-            self._hand_on()
-            raise
+            connection = await self._queued(origin, timeouts.get("pool"))
+        if connection is None:
+            try:
+                connection = self._checkout(origin) or await self._connect(
+                    origin, timeouts.get("connect")
+                )
+            except BaseException:
+                self._hand_on()
+                raise
         connection.active = True
         return connection
 
-    async def _queued(self, timeout: float | None) -> None:
-        """Wait for a slot; a slot handed to a request that gave up is passed on."""
+    async def _queued(self, origin: _Origin, timeout: float | None) -> _Connection | None:
+        """Wait for a slot or a connection; what a request that gave up was handed is passed on."""
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._queue.append(waiter)
+        waiter: asyncio.Future[_Connection | None] = loop.create_future()
+        entry = (waiter, origin)
+        self._queue.append(entry)
         timer = None if timeout is None else loop.call_later(timeout, _expire_pool, waiter)
         try:
-            await waiter
+            return await waiter
         except BaseException:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._hand_on()  # granted just as it was cancelled: the slot is not lost
+                # Granted just as it was cancelled: the slot is not lost.
+                granted = waiter.result()
+                if granted is None:
+                    self._hand_on()
+                else:
+                    self._release(origin, granted)
             else:
                 with contextlib.suppress(ValueError):  # already handed a slot
-                    self._queue.remove(waiter)
+                    self._queue.remove(entry)
             raise
         finally:
             if timer is not None:
@@ -430,7 +529,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
     def _hand_on(self) -> None:
         """A slot came free: to the longest waiting request, else back to the pool."""
         while self._queue:
-            waiter = self._queue.popleft()
+            waiter, _ = self._queue.popleft()
             if not waiter.done():
                 waiter.set_result(None)
                 return
@@ -455,12 +554,24 @@ class LeanTransport(httpx.AsyncBaseTransport):
             and not connection.closed
             and connection.error is None
         )
-        if reuse:
-            connection.reset()
-            connection.idle_since = time.monotonic()
-            self._idle.setdefault(origin, []).append(connection)
-        else:
+        if not reuse:
             connection.close()
+            self._hand_on()
+            return
+        connection.reset()
+        connection.idle_since = time.monotonic()
+        queue = self._queue
+        while queue:
+            waiter, wanted = queue[0]
+            if waiter.done():  # gave up (timed out or canceled) while queued
+                queue.popleft()
+                continue
+            if wanted == origin:  # just finished a response: no need to probe it
+                queue.popleft()
+                waiter.set_result(connection)
+                return
+            break
+        self._idle.setdefault(origin, []).append(connection)
         self._hand_on()
 
     async def _connect(self, origin: _Origin, timeout: float | None) -> _Connection:
@@ -522,7 +633,7 @@ def _expire(waiter: asyncio.Future[None]) -> None:
         waiter.set_exception(httpx.ReadTimeout("the server did not answer in time"))
 
 
-def _expire_pool(waiter: asyncio.Future[None]) -> None:
+def _expire_pool(waiter: asyncio.Future[Any]) -> None:
     if not waiter.done():
         waiter.set_exception(httpx.PoolTimeout("no connection became free in time"))
 

@@ -186,6 +186,15 @@ def test_local_validation_names_the_rule_and_sends_nothing(
     assert len(state(app).journal) == 0
 
 
+def test_a_header_that_would_smuggle_another_is_refused_and_nothing_sent(
+    client_for: Callable[..., Client], app: Starlette
+) -> None:
+    client = client_for("dashscope")
+    with pytest.raises(PaddockError, match="line break"):
+        client.submit("happyhorse-1.0-t2v", prompt="x", headers={"X-A": "1\r\nX-B: 2"})
+    assert len(state(app).journal) == 0
+
+
 def test_local_media_is_probed_before_sending(
     client_for: Callable[..., Client], tmp_path: Path
 ) -> None:

@@ -81,6 +81,96 @@ def test_keep_alive_reuses_one_connection_for_many_requests() -> None:
     _run(test)
 
 
+def test_request_targets_and_host_headers_are_sent_as_written() -> None:
+    seen: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (request := await _request(reader)) is not None:
+            seen.append(request[0])
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    async def test() -> None:
+        server, base = await _serve(handler)
+        port = base.rsplit(":", 1)[1]
+        async with server, LeanTransport() as transport:
+            for url, params in [
+                (f"{base}/a b/%41?x=1#frag", {"q": "a b"}),
+                (f"{base}?only=query", None),
+                (base, None),
+                (f"http://localhost:{port}/t", None),
+            ]:
+                assert (await transport.exchange("GET", url, {}, params=params)).status == 204
+        lines = [head.split(b"\r\n") for head in seen]
+        assert [line[0] for line in lines] == [
+            b"GET /a%20b/%41?x=1&q=a+b HTTP/1.1",
+            b"GET /?only=query HTTP/1.1",
+            b"GET / HTTP/1.1",
+            b"GET /t HTTP/1.1",
+        ]
+        hosts = [next(x for x in line if x.lower().startswith(b"host:")) for line in lines]
+        assert hosts == [f"Host: 127.0.0.1:{port}".encode()] * 3 + [
+            f"Host: localhost:{port}".encode()
+        ]
+
+    _run(test)
+
+
+def test_a_header_with_a_line_break_is_refused_before_anything_is_sent() -> None:
+    requests = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal requests
+        while await _request(reader) is not None:
+            requests += 1
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    async def test() -> None:
+        server, base = await _serve(handler)
+        async with server, LeanTransport(max_connections=1) as transport:
+            for headers in ({"X-A": "1\r\nX-Smuggled: yes"}, {"X-A\nB": "1"}):
+                with pytest.raises(httpx.LocalProtocolError, match="line breaks"):
+                    await transport.exchange("GET", base, headers)
+            assert (await transport.exchange("GET", base, {"X-A": "1"})).status == 204
+        assert requests == 1
+
+    _run(test)
+
+
+def test_a_full_pool_serves_a_request_queued_for_another_origin() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (request := await _request(reader)) is not None:
+            if b"/slow" in request[0]:
+                await asyncio.sleep(0.1)
+            port = writer.get_extra_info("sockname")[1]
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%d" % (len(str(port)), port)
+            )
+            await writer.drain()
+        writer.close()
+
+    async def test() -> None:
+        (one, base_one), (two, base_two) = await _serve(handler), await _serve(handler)
+        async with one, two, LeanTransport(max_connections=1) as transport:
+            first = asyncio.create_task(transport.exchange("GET", f"{base_one}/slow", {}))
+            await asyncio.sleep(0.02)
+            # Queued behind a connection to the other origin: it must get the
+            # slot, not that connection.
+            other, same = await asyncio.gather(
+                transport.exchange("GET", f"{base_two}/x", {}),
+                transport.exchange("GET", f"{base_one}/y", {}),
+            )
+            await first
+            assert other.body == base_two.rsplit(":", 1)[1].encode()
+            assert same.body == base_one.rsplit(":", 1)[1].encode()
+            assert other.headers["content-length"] == str(len(other.body))
+
+    _run(test)
+
+
 def test_chunked_and_close_delimited_bodies() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         request = await _request(reader)
