@@ -14,6 +14,7 @@ import asyncio
 import resource
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,18 @@ class ClientRun:
     seconds: float
     client_cpu: float  # CPU seconds used by this process
     server_cpu: float  # CPU seconds used by the server process
+    rounds: int = 1  # runs of ``tasks // rounds`` concurrent tasks, pooled
+
+    @classmethod
+    def pooled(cls, runs: Sequence[ClientRun]) -> ClientRun:
+        """Several runs as one: tasks, wall time and each side's CPU summed."""
+        return cls(
+            sum(run.tasks for run in runs),
+            sum(run.seconds for run in runs),
+            sum(run.client_cpu for run in runs),
+            sum(run.server_cpu for run in runs),
+            sum(run.rounds for run in runs),
+        )
 
     def lines(self) -> list[str]:
         rate = self.tasks / self.seconds
@@ -47,7 +60,8 @@ class ClientRun:
         else:
             verdict = "the CLIENT is the bottleneck"
         return [
-            f"async client: {self.tasks} concurrent tasks (create, poll, complete) in "
+            f"async client: {self.tasks // self.rounds} concurrent tasks (create, poll, "
+            f"complete){f' x {self.rounds} rounds' if self.rounds > 1 else ''} in "
             f"{self.seconds:.1f} s = {rate:.0f} tasks/s",
             f"  CPU per wall second: client {client_share:.0%} of a core, "
             f"server {server_share:.0%} of a core "
@@ -112,5 +126,9 @@ def run_clients(
     return uvloop.run(coro)
 
 
-if __name__ == "__main__":  # python -m bench.clients http://127.0.0.1:PORT/dashscope SERVER_PID
-    print("\n".join(run_clients(sys.argv[1], int(sys.argv[2])).lines()))
+if __name__ == "__main__":  # python -m bench.clients http://127.0.0.1:PORT/dashscope PID [ROUNDS]
+    url, pid = sys.argv[1], int(sys.argv[2])
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 5
+    runs = [run_clients(url, pid) for _ in range(rounds)]
+    print("\n".join(ClientRun.pooled(runs).lines()))
+    print("  by round: " + ", ".join(f"{r.client_cpu / r.server_cpu:.2f}x" for r in runs))

@@ -456,13 +456,14 @@ class _Core:
             headers.update(extra_headers)
         url = self._url("create")
         reply = yield _Send("POST", url, headers, orjson.dumps(body))
-        request = self._describe("POST", url)
         if isinstance(reply, _Failure):
             # Never retried: if the request left, the task may exist and be billed.
             hint = " (it may have been created; check before retrying)" if reply.sent else ""
-            raise UpstreamUnavailable(reply.error + hint, status=0, code=None, request=request)
+            raise UpstreamUnavailable(
+                reply.error + hint, status=0, code=None, request=self._describe("POST", url)
+            )
         if not 200 <= reply.status < 300:
-            raise self._error(reply, request)
+            raise self._error(reply, self._describe("POST", url))
         try:
             answer = orjson.loads(reply.body)
             values = self.spec.create_response.parse(answer, strict=False)
