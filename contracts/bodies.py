@@ -14,13 +14,28 @@ from typing import Any
 
 from contracts.spec import ModelRules, Spec
 
-__all__ = ["build_create_body", "create_headers", "set_path"]
+__all__ = ["build_create_body", "create_headers", "path_parts", "set_path"]
+
+
+_PARTS: dict[str, tuple[str, ...]] = {}
+
+
+def path_parts(dotted: str) -> tuple[str, ...]:
+    """``"a.b.c"`` as ``("a", "b", "c")``, split once per path.
+
+    A spec has a few dozen paths and every create and poll walks several of
+    them, on both the client's side and the mock's.
+    """
+    parts = _PARTS.get(dotted)
+    if parts is None:
+        parts = _PARTS[dotted] = tuple(dotted.split("."))
+    return parts
 
 
 def set_path(doc: dict[str, Any], dotted: str, value: Any) -> None:
     """Set ``a.b.c`` in a nested dict, creating the objects on the way."""
     node = doc
-    parts = dotted.split(".")
+    parts = path_parts(dotted)
     for part in parts[:-1]:
         child = node.get(part)
         if not isinstance(child, dict):

@@ -32,7 +32,7 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 import orjson
 
-from contracts.bodies import build_create_body, create_headers
+from contracts.bodies import build_create_body, create_headers, path_parts
 from contracts.errors import (
     DownloadError,
     LocalValidationError,
@@ -1104,7 +1104,7 @@ def _float(value: Any) -> float | None:
 
 def _dig(doc: Any, dotted: str) -> Any:
     node = doc
-    for part in dotted.split(".") if dotted else ():
+    for part in path_parts(dotted) if dotted else ():
         if not isinstance(node, dict):
             return None
         node = node.get(part)

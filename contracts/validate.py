@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from contracts.bodies import path_parts
 from contracts.media import MediaInfo
 from contracts.spec import ErrorDef, MediaRule, ModelRules, Parameter, Spec
 from contracts.task import MediaItem, TaskRequest
@@ -611,7 +612,7 @@ _ABSENT: Any = _AbsentType()
 
 def _get(doc: Mapping[str, Any], dotted: str) -> Any:
     node: Any = doc
-    for part in dotted.split("."):
+    for part in path_parts(dotted):
         if not isinstance(node, dict) or part not in node:
             return _ABSENT
         node = node[part]
