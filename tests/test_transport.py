@@ -272,6 +272,49 @@ def test_requests_queue_for_a_full_pool_and_a_waiter_that_gives_up_loses_no_slot
     _run(test)
 
 
+def test_a_short_timeout_queued_after_a_long_one_fires_first_and_alone() -> None:
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (request := await _request(reader)) is not None:
+            if b"/held" in request[0]:
+                await release.wait()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+
+    async def test() -> None:
+        server, base = await _serve(handler)
+        async with server, LeanTransport(max_connections=2) as transport:
+            loop = asyncio.get_running_loop()
+            patient = asyncio.create_task(
+                transport.exchange("GET", f"{base}/held", {}, timeout={"read": 5})
+            )
+            await asyncio.sleep(0.02)
+            started = loop.time()
+            with pytest.raises(httpx.ReadTimeout):
+                await transport.exchange("GET", f"{base}/held/2", {}, timeout={"read": 0.1})
+            assert loop.time() - started < 1.0  # not held to the earlier, longer deadline
+            # The pool is now one busy connection and one free slot: fill it, then
+            # queue a long wait and a short one behind.
+            busy = asyncio.create_task(transport.exchange("GET", f"{base}/held/3", {}))
+            await asyncio.sleep(0.02)
+            waiting = asyncio.create_task(
+                transport.exchange("GET", f"{base}/a", {}, timeout={"pool": 5})
+            )
+            await asyncio.sleep(0.02)
+            started = loop.time()
+            with pytest.raises(httpx.PoolTimeout):
+                await transport.exchange("GET", f"{base}/b", {}, timeout={"pool": 0.1})
+            assert loop.time() - started < 1.0
+            assert not patient.done() and not waiting.done()
+            release.set()
+            replies = await asyncio.gather(patient, busy, waiting)
+            assert [reply.body for reply in replies] == [b"ok"] * 3
+
+    _run(test)
+
+
 def test_a_response_cut_short_is_a_protocol_error_not_a_short_body() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _request(reader)
