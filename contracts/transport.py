@@ -10,6 +10,10 @@ upgrades. So this transport keeps a stack of idle connections per origin,
 each an ``asyncio.Protocol`` that feeds httptools (llhttp, the parser
 uvicorn serves with) straight from ``data_received``.
 
+With more requests than connections, a connection that comes free goes
+straight to the longest-waiting request for its origin, and all pool and
+read timeouts share one timer.
+
 It is an ordinary ``httpx.AsyncBaseTransport`` (requests, responses,
 timeouts and errors keep httpx's types and meaning) and also offers
 :meth:`LeanTransport.exchange`, one whole request/response with plain
