@@ -184,6 +184,12 @@ class _Core:
         self.base_url = (base_url or self.spec.base_url(region)).rstrip("/")
         key = api_key if api_key is not None else os.environ.get(self.spec.api_key_env)
         self._key = key.strip() if key else None
+        if self._key and any(c in self._key for c in "\r\n"):
+            # Said before anything is sent, and without the key itself.
+            raise PaddockError(
+                f"the API key for {self.spec.provider} has a line break in it; "
+                f"check {self.spec.api_key_env} or the api_key= you passed"
+            )
         self._poll = poll_interval
         self._user_agent = user_agent
         self._random = random.Random()

@@ -596,6 +596,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
         if "?" in path or "#" in path:
             parts = urlsplit(path)
             path, query = parts.path, parts.query
+            if _NEEDS_QUOTING.search(query.replace("?", "")):
+                query = quote(query, safe=_PATH_SAFE + "?")
         if _NEEDS_QUOTING.search(path):
             path = quote(path, safe=_PATH_SAFE)
         if params:

@@ -98,6 +98,7 @@ def test_request_targets_and_host_headers_are_sent_as_written() -> None:
             for url, params in [
                 (f"{base}/a b/%41?x=1#frag", {"q": "a b"}),
                 (f"{base}?only=query", None),
+                (f"{base}/q?name=a b&city=Zürich", None),
                 (base, None),
                 (f"http://localhost:{port}/t", None),
             ]:
@@ -106,11 +107,12 @@ def test_request_targets_and_host_headers_are_sent_as_written() -> None:
         assert [line[0] for line in lines] == [
             b"GET /a%20b/%41?x=1&q=a+b HTTP/1.1",
             b"GET /?only=query HTTP/1.1",
+            b"GET /q?name=a%20b&city=Z%C3%BCrich HTTP/1.1",
             b"GET / HTTP/1.1",
             b"GET /t HTTP/1.1",
         ]
         hosts = [next(x for x in line if x.lower().startswith(b"host:")) for line in lines]
-        assert hosts == [f"Host: 127.0.0.1:{port}".encode()] * 3 + [
+        assert hosts == [f"Host: 127.0.0.1:{port}".encode()] * 4 + [
             f"Host: localhost:{port}".encode()
         ]
 
