@@ -143,11 +143,6 @@ class _Deadlines:
     def discard(self, waiter: asyncio.Future[Any]) -> None:
         self._due.pop(waiter, None)
 
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer, self._at, self._loop = None, math.inf, None
-
     def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -197,6 +192,7 @@ class _Connection(asyncio.Protocol):
     def reset(self) -> None:
         """Ready for the next response on this connection."""
         self.headers: _Headers = []
+        self.status = 0
         self.head_done = False
         self.complete = False
         self.framed = False  # Content-Length or chunked: the end is known, not the close
@@ -251,7 +247,15 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks ---------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self.complete:
+            # Bytes past the end of the response (a broken server): whatever
+            # they are, they are not ours, and the socket is not reused.
+            self.keep_alive = False
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.complete:
+            return
         self.headers.append((name, value))
         # len() first: the two framing headers are 14 and 17 bytes long, and
         # lowering every name of every response showed in the profile.
@@ -263,15 +267,26 @@ class _Connection(asyncio.Protocol):
                 self.framed = True
 
     def on_headers_complete(self) -> None:
+        if self.complete:
+            return
         # Asked here because llhttp answers False once the message is complete.
         self.keep_alive = self.parser.should_keep_alive()
+        self.status = self.parser.get_status_code()
         self.head_done = True
 
     def on_body(self, body: bytes) -> None:
+        if self.complete:
+            return
         self.chunks.append(body)
         self.buffered += len(body)
 
     def on_message_complete(self) -> None:
+        if self.complete:
+            return
+        if 100 <= self.status < 200 and self.status != 101:
+            # An interim answer (103 Early Hints, say): the response follows.
+            self.headers, self.status, self.head_done, self.framed = [], 0, False, False
+            return
         self.complete = True
 
     # -- used by the transport ---------------------------------------------------------------------
@@ -402,6 +417,10 @@ class _Connection(asyncio.Protocol):
         parts.extend(self.chunks)
         self.chunks.clear()
         self.buffered = 0
+        if self._paused:  # the last read went over the mark: the next response needs the socket
+            self._paused = False
+            if self.transport is not None:
+                self.transport.resume_reading()
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def check(self) -> None:
@@ -494,7 +513,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
             self._release(origin, connection, broken=True)
             raise
         return httpx.Response(
-            connection.parser.get_status_code(),
+            connection.status,
             headers=connection.headers,
             stream=_Body(self, origin, connection, timeouts.get("read")),
             extensions={"http_version": b"HTTP/1.1"},
@@ -502,7 +521,6 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         self._closed = True
-        self._deadlines.close()
         for stack in self._idle.values():
             for connection in stack:
                 connection.close()
@@ -558,7 +576,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         except BaseException:
             self._release(origin, connection, broken=True)
             raise
-        reply = Reply(connection.parser.get_status_code(), ReplyHeaders(connection.headers), body)
+        reply = Reply(connection.status, ReplyHeaders(connection.headers), body)
         self._release(origin, connection)
         return reply
 
@@ -594,8 +612,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
             self._routes[prefix] = route
         query = ""
         if "?" in path or "#" in path:
-            parts = urlsplit(path)
-            path, query = parts.path, parts.query
+            # By hand: urlsplit would read a path starting "//" as a host.
+            path, _, query = path.split("#", 1)[0].partition("?")
             if _NEEDS_QUOTING.search(query.replace("?", "")):
                 query = quote(query, safe=_PATH_SAFE + "?")
         if _NEEDS_QUOTING.search(path):
@@ -615,6 +633,14 @@ class LeanTransport(httpx.AsyncBaseTransport):
             self._free -= 1
         else:
             connection = await self._queued(origin, timeouts.get("pool"))
+            if self._closed:  # closed while this request queued: it does not open a socket
+                if connection is not None:
+                    connection.close()
+                self._hand_on()
+                raise httpx.TransportError("the transport is closed")
+            if connection is not None and (connection.closed or connection.error is not None):
+                connection.close()  # the server closed it between the hand-off and now
+                connection = None
         if connection is None:
             try:
                 connection = self._checkout(origin) or await self._connect(
@@ -640,10 +666,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 # Granted just as it was cancelled: the slot is not lost.
                 granted = waiter.result()
-                if granted is None:
-                    self._hand_on()
-                else:
-                    self._release(origin, granted)
+                if granted is not None:  # a healthy connection: idle, not closed
+                    self._idle.setdefault(origin, []).append(granted)
+                self._hand_on()
             else:
                 with contextlib.suppress(ValueError):  # already handed a slot
                     self._queue.remove(entry)

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -392,3 +393,186 @@ def test_the_async_client_round_trip_over_a_real_socket(
     _run(test)
     duration, width, height, _ = open_video(tmp_path / "out.mp4")
     assert duration == pytest.approx(3.0, abs=0.05) and width > height
+
+
+# -- found in review: each of these failed once --------------------------------------------------
+
+
+def test_a_connection_the_server_closed_after_answering_is_not_handed_on() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Keep-alive framing, then a close (as a server at its requests-per-connection limit).
+        if await _request(reader) is not None:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+
+    async def test() -> None:
+        server, base = await _serve(handler)
+        async with server, LeanTransport(max_connections=1) as transport:
+            for _ in range(5):
+                replies = await asyncio.gather(
+                    transport.exchange("GET", base, {}), transport.exchange("GET", base, {})
+                )
+                assert [reply.body for reply in replies] == [b"ok", b"ok"]
+
+    _run(test)
+
+
+def test_a_body_read_past_the_pause_mark_leaves_the_socket_reading() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (request := await _request(reader)) is not None:
+            size = int(request[0].split(b" ")[1][1:])
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (size, b"x" * size))
+            await writer.drain()
+        writer.close()
+
+    async def test() -> None:
+        server, base = await _serve(handler)
+        transport = LeanTransport(max_connections=1)
+        async with server, httpx.AsyncClient(transport=transport, timeout=5) as client:
+            for size in range(1_000_000, 1_400_000, 50_000):
+                assert len((await transport.exchange("GET", f"{base}/{size}", {})).body) == size
+                assert (await client.get(f"{base}/2")).content == b"xx"
+
+    _run(test)
+
+
+def test_requests_waiting_when_the_transport_closes_still_time_out() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _request(reader)
+        await asyncio.sleep(30)  # stalls
+
+    async def test() -> None:
+        server, base = await _serve(handler)
+        async with server:
+            transport = LeanTransport(max_connections=1)
+            timeouts = {"read": 0.3, "pool": 0.3}
+            sent = asyncio.create_task(transport.exchange("GET", base, {}, timeout=timeouts))
+            queued = asyncio.create_task(transport.exchange("GET", base, {}, timeout=timeouts))
+            await asyncio.sleep(0.05)
+            await transport.aclose()
+            _, pending = await asyncio.wait([sent, queued], timeout=3)
+            for task in pending:
+                task.cancel()
+            assert not pending
+            assert isinstance(sent.exception(), httpx.ReadTimeout)
+            assert isinstance(queued.exception(), httpx.PoolTimeout)
+            with pytest.raises(httpx.TransportError, match="closed"):
+                await transport.exchange("GET", base, {})
+
+    _run(test)
+
+
+def test_paths_starting_with_two_slashes_keep_them() -> None:
+    seen: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (request := await _request(reader)) is not None:
+            seen.append(request[0].split(b"\r\n")[0])
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    async def test() -> None:
+        server, base = await _serve(handler)
+        async with server, LeanTransport() as transport:
+            await transport.exchange("GET", f"{base}//a/b?x=1", {})
+            await transport.exchange("GET", f"{base}//a/b#frag", {})
+        assert seen == [b"GET //a/b?x=1 HTTP/1.1", b"GET //a/b HTTP/1.1"]
+
+    _run(test)
+
+
+def test_a_connection_granted_to_a_waiter_canceled_that_moment_stays_pooled() -> None:
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while await _request(reader) is not None:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+
+    async def test() -> None:
+        server, base = await _serve(handler)
+        async with server, LeanTransport(max_connections=1) as transport:
+            first = asyncio.create_task(transport.exchange("GET", base, {}))
+            await asyncio.sleep(0)
+            second = asyncio.create_task(transport.exchange("GET", base, {}))
+            release = transport._release
+
+            def release_then_cancel(*args: Any, **kwargs: Any) -> None:
+                release(*args, **kwargs)  # hands the second request the connection...
+                transport._release = release  # type: ignore[method-assign]
+                second.cancel()  # ...and it is canceled before it runs
+
+            transport._release = release_then_cancel  # type: ignore[method-assign]
+            await first
+            await asyncio.gather(second, return_exceptions=True)
+            assert (await transport.exchange("GET", base, {})).body == b"ok"
+            assert transport._free == 1
+        assert connections == 1
+
+    _run(test)
+
+
+def test_interim_answers_and_stray_bytes_do_not_leak_into_the_reply() -> None:
+    answers = [
+        # 103 Early Hints, then the response.
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Final: yes\r\n\r\nok",
+        # A broken server: bytes after the response, in the same packet.
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 500 Oops\r\nX-Stray: 1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh",
+    ]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while answers and await _request(reader) is not None:
+            writer.write(answers.pop(0))
+            await writer.drain()
+        writer.close()
+
+    async def test() -> None:
+        server, base = await _serve(handler)
+        async with server, LeanTransport(max_connections=1) as transport:
+            hinted = await transport.exchange("GET", base, {})
+            assert (hinted.status, hinted.body, hinted.headers["x-final"]) == (200, b"ok", "yes")
+            assert "link" not in hinted.headers
+            stray = await transport.exchange("GET", base, {})
+            assert (stray.status, stray.body) == (200, b"ok")
+            assert "x-stray" not in stray.headers
+            assert (await transport.exchange("GET", base, {})).body == b"fresh"  # a new socket
+
+    _run(test)
+
+
+def test_a_request_queued_when_the_transport_closes_opens_no_socket() -> None:
+    release = asyncio.Event()
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while await _request(reader) is not None:
+            await release.wait()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+
+    async def test() -> None:
+        server, base = await _serve(handler)
+        async with server:
+            transport = LeanTransport(max_connections=1)
+            sent = asyncio.create_task(transport.exchange("GET", base, {}))
+            await asyncio.sleep(0.05)
+            queued = asyncio.create_task(transport.exchange("GET", base, {}))
+            await asyncio.sleep(0.05)
+            await transport.aclose()
+            release.set()
+            assert (await sent).body == b"ok"
+            with pytest.raises(httpx.TransportError, match="closed"):
+                await queued
+        assert connections == 1
+
+    _run(test)
