@@ -182,6 +182,7 @@ class _Core:
         else:
             self.spec = (specs or load_specs())[provider]
         self.base_url = (base_url or self.spec.base_url(region)).rstrip("/")
+        _check_base_url(self.base_url)
         key = api_key if api_key is not None else os.environ.get(self.spec.api_key_env)
         self._key = key.strip() if key else None
         if self._key and any(c in self._key for c in "\r\n"):
@@ -1077,8 +1078,24 @@ class AsyncClient(_Core):
 # -- small helpers ------------------------------------------------------------------------------
 
 
+def _check_base_url(url: str) -> None:
+    """A base URL that cannot work is said at construction, not as a failed (maybe paid) call."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError when out of range
+    except ValueError as exc:
+        raise PaddockError(f"base URL {url!r} is not usable: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PaddockError(
+            f"base URL {url!r} is not an http(s) URL with a host; "
+            "pass one such as http://127.0.0.1:8000/dashscope"
+        )
+
+
 def _failure(exc: httpx.TransportError) -> _Failure:
-    sent = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+    sent = not isinstance(
+        exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol)
+    )
     return _Failure(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, sent)
 
 

@@ -75,12 +75,15 @@ def _client(args: argparse.Namespace) -> Client:
         raise _Mistake(
             f"--region {args.region!r} is not one of {', '.join(spec.regions)} for {spec.provider}"
         )
-    client = Client(
-        spec,
-        base_url=args.base_url,
-        region=args.region,
-        poll_interval=getattr(args, "poll_interval", None),
-    )
+    try:
+        client = Client(
+            spec,
+            base_url=args.base_url,
+            region=args.region,
+            poll_interval=getattr(args, "poll_interval", None),
+        )
+    except PaddockError as exc:  # a base URL that cannot work, a key with a line break
+        raise _Mistake(str(exc)) from None
     if not client.has_key:
         raise _Mistake(
             f"no API key: set {spec.api_key_env} (the key is read from the environment only)"

@@ -193,6 +193,9 @@ def test_a_header_that_would_smuggle_another_is_refused_and_nothing_sent(
     with pytest.raises(PaddockError, match="line break"):
         client.submit("happyhorse-1.0-t2v", prompt="x", headers={"X-A": "1\r\nX-B: 2"})
     assert len(state(app).journal) == 0
+    for bad in ("ftp://127.0.0.1/dashscope", "127.0.0.1:8000/dashscope", "http://h:99999/x"):
+        with pytest.raises(PaddockError, match="base URL"):
+            Client("dashscope", base_url=bad, api_key="sk-test")
     with pytest.raises(PaddockError, match="line break") as caught:
         Client("dashscope", base_url="http://127.0.0.1:1/dashscope", api_key="sk-a\nX-B: 2")
     assert "sk-a" not in str(caught.value)

@@ -137,6 +137,18 @@ def test_status_and_cancel(
             "argument --duration: expected a whole number",
             2,
         ),
+        (
+            {"ANYFAST_API_KEY": KEY},
+            ["--model", "happyhorse-1.0-t2v", "--base-url", "ftp://127.0.0.1:9"],
+            "is not an http(s) URL with a host",
+            2,
+        ),
+        (
+            {"ANYFAST_API_KEY": KEY},
+            ["--model", "happyhorse-1.0-t2v", "--base-url", "http://127.0.0.1:99999"],
+            "Port out of range",
+            2,
+        ),
     ],
 )
 def test_mistakes_are_one_line(
