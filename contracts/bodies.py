@@ -28,6 +28,8 @@ def path_parts(dotted: str) -> tuple[str, ...]:
     """
     parts = _PARTS.get(dotted)
     if parts is None:
+        if len(_PARTS) >= 4096:  # parameter names come from callers too: stay bounded
+            _PARTS.clear()
         parts = _PARTS[dotted] = tuple(dotted.split("."))
     return parts
 
