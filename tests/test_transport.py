@@ -52,6 +52,28 @@ async def _serve(handler: Handler) -> tuple[asyncio.Server, str]:
     return server, f"http://127.0.0.1:{port}"
 
 
+_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+class _OkServer:
+    """Answers "ok" on a keep-alive connection, counting connections; a request whose
+    target contains ``held`` waits for ``release`` first."""
+
+    def __init__(self, held: bytes | None = None) -> None:
+        self.held = held
+        self.release = asyncio.Event()
+        self.connections = 0
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        while (request := await _request(reader)) is not None:
+            if self.held is not None and self.held in request[0].split(b"\r\n")[0]:
+                await self.release.wait()
+            writer.write(_OK)
+            await writer.drain()
+        writer.close()
+
+
 def _run(test: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(test(), 30))
 
@@ -207,7 +229,7 @@ def test_a_connection_the_server_dropped_while_idle_is_not_reused() -> None:
         nonlocal connections
         connections += 1
         await _request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        writer.write(_OK)
         await writer.drain()
         writer.close()  # keep-alive promised, then dropped (as servers do on idle timeouts)
 
@@ -241,15 +263,8 @@ def test_a_stalled_server_is_a_read_timeout_and_a_refused_port_a_connect_error()
 
 
 def test_requests_queue_for_a_full_pool_and_a_waiter_that_gives_up_loses_no_slot() -> None:
-    release = asyncio.Event()
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while (request := await _request(reader)) is not None:
-            if b"/slow" in request[0]:
-                await release.wait()
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            await writer.drain()
-        writer.close()
+    handler = _OkServer(held=b"/slow")
+    release = handler.release
 
     async def test() -> None:
         server, base = await _serve(handler)
@@ -276,15 +291,8 @@ def test_requests_queue_for_a_full_pool_and_a_waiter_that_gives_up_loses_no_slot
 
 
 def test_a_short_timeout_queued_after_a_long_one_fires_first_and_alone() -> None:
-    release = asyncio.Event()
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while (request := await _request(reader)) is not None:
-            if b"/held" in request[0]:
-                await release.wait()
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            await writer.drain()
-        writer.close()
+    handler = _OkServer(held=b"/held")
+    release = handler.release
 
     async def test() -> None:
         server, base = await _serve(handler)
@@ -402,7 +410,7 @@ def test_a_connection_the_server_closed_after_answering_is_not_handed_on() -> No
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # Keep-alive framing, then a close (as a server at its requests-per-connection limit).
         if await _request(reader) is not None:
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            writer.write(_OK)
             await writer.drain()
         writer.close()
 
@@ -484,15 +492,7 @@ def test_paths_starting_with_two_slashes_keep_them() -> None:
 
 
 def test_a_connection_granted_to_a_waiter_canceled_that_moment_stays_pooled() -> None:
-    connections = 0
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
-        while await _request(reader) is not None:
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            await writer.drain()
-        writer.close()
+    handler = _OkServer()
 
     async def test() -> None:
         server, base = await _serve(handler)
@@ -512,7 +512,7 @@ def test_a_connection_granted_to_a_waiter_canceled_that_moment_stays_pooled() ->
             await asyncio.gather(second, return_exceptions=True)
             assert (await transport.exchange("GET", base, {})).body == b"ok"
             assert transport._free == 1
-        assert connections == 1
+        assert handler.connections == 1
 
     _run(test)
 
@@ -548,17 +548,8 @@ def test_interim_answers_and_stray_bytes_do_not_leak_into_the_reply() -> None:
 
 
 def test_a_request_queued_when_the_transport_closes_opens_no_socket() -> None:
-    release = asyncio.Event()
-    connections = 0
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
-        while await _request(reader) is not None:
-            await release.wait()
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            await writer.drain()
-        writer.close()
+    handler = _OkServer(held=b"/")
+    release = handler.release
 
     async def test() -> None:
         server, base = await _serve(handler)
@@ -573,6 +564,6 @@ def test_a_request_queued_when_the_transport_closes_opens_no_socket() -> None:
             assert (await sent).body == b"ok"
             with pytest.raises(httpx.TransportError, match="closed"):
                 await queued
-        assert connections == 1
+        assert handler.connections == 1
 
     _run(test)
