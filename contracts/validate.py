@@ -10,7 +10,6 @@ spec decides which catalogue error and which words answer it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ __all__ = [
     "check_auth",
     "check_headers",
     "json_type",
+    "media_urls",
     "parse_json_body",
     "validate_create",
 ]
@@ -261,6 +261,29 @@ def validate_create(
 
 
 # -- media --------------------------------------------------------------------------------------
+
+
+def media_urls(spec: Spec, doc: Mapping[str, Any]) -> list[str]:
+    """Every string a create body gives where the spec keeps media, in body order.
+
+    A server looks these up before validating (its storage may be remote);
+    at most as many as any model of the spec accepts, so a body listing
+    thousands costs no more than one listing the most a model takes.
+    """
+    bound = max((sum(r.max for r in m.media.values()) for m in spec.models.values()), default=0)
+    found: list[str] = []
+    if spec.media_form == "typed_list":
+        entries = _get(doc, spec.media_path or "media")
+        for entry in entries if isinstance(entries, list) else ():
+            url = entry.get("url") if isinstance(entry, dict) else None
+            if isinstance(url, str):
+                found.append(url)
+    else:
+        for name in sorted(spec.media_fields):
+            value = _get(doc, name)
+            values = value if isinstance(value, list) else [value]
+            found.extend(v for v in values if isinstance(v, str))
+    return list(dict.fromkeys(found))[:bound]
 
 
 def _collect_media(
@@ -651,7 +674,17 @@ def _type_violation(where: str, expected: str, value: Any) -> Violation:
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+    """A value as a message quotes it: JSON, clipped; nesting past any sane depth summarised.
+
+    Bodies may nest a thousand levels deep (JSON parsers allow it), so this
+    never recurses through the whole value.
+    """
+    if isinstance(value, str):
+        return _clip(value)
+    try:
+        text = orjson.dumps(value).decode()
+    except (orjson.JSONEncodeError, TypeError):  # deeper than orjson writes: say what it is
+        text = "[…]" if isinstance(value, list) else "{…}"
     return _clip(text)
 
 

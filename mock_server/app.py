@@ -7,53 +7,95 @@ socket, and ``paddock serve`` is a thin wrapper around the same call.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
-from contracts.lifecycle import TIMING_MODES, TimingMode, state_at
+from contracts.cache import BoundedCache
+from contracts.lifecycle import TIMING_MODES, TimingMode
 from contracts.spec import SpecSet, load_specs
-from mock_server import admin
+from mock_server import admin, objects
+from mock_server.admin import AdminAccess
 from mock_server.clock import Clock
 from mock_server.journal import Journal
 from mock_server.service import Endpoint, ProviderService, json_response
-from mock_server.storage import Blob, MediaStore, Signer
-from mock_server.store import MemoryStore, Store
+from mock_server.storage import Signer
+from mock_server.store import Limits, MemoryStore, Store
 from mock_server.videos import VideoCache
 
-__all__ = ["MockApp", "MockState", "create_app"]
+__all__ = ["MockApp", "MockState", "Options", "create_app"]
 
 log = logging.getLogger("paddock.mock")
 
 
+class Fetcher(Protocol):
+    """Remote media fetching (``--fetch-media``): the bytes, or MediaUnavailable."""
+
+    async def fetch(self, url: str) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Options:
+    """The server's own bounds and access rules, each a ``paddock serve`` flag.
+
+    ``body_timeout`` lets go of a client that stops sending a body midway;
+    ``admin_body_bytes`` bounds the admin API's JSON bodies and
+    ``max_file_bytes`` a file put into the mock with ``POST /_paddock/media``.
+    """
+
+    body_timeout: float = 30.0
+    admin_body_bytes: int = 64 * 1024
+    max_file_bytes: int = 64 * 1024 * 1024
+    admin: AdminAccess = field(default_factory=AdminAccess)
+
+
 @dataclass
 class MockState:
-    """Everything the endpoints share; one per application."""
+    """Everything the endpoints share; one per application (and per worker)."""
 
     specs: SpecSet
-    clock: Clock
     store: Store
     journal: Journal
-    media: MediaStore
-    signer: Signer
     videos: VideoCache
     timing: TimingMode
     api_keys: frozenset[str] | None
     root_provider: str | None
+    options: Options
+    fetcher: Fetcher | None = None
+    signer: Signer = field(default_factory=Signer)
     services: dict[str, ProviderService] = field(default_factory=dict)
+    _signed: BoundedCache[tuple[str, str, str, int], str] = field(
+        default_factory=lambda: BoundedCache(65536)
+    )
+    _started: bool = False
+    _starting: asyncio.Lock | None = None
 
-    _signed: dict[tuple[str, str, str, int], str] = field(default_factory=dict)
+    @property
+    def clock(self) -> Clock:
+        return self.store.clock
+
+    async def start(self) -> None:
+        """Connect the store and take its shared secret; once, before the first request."""
+        if self._started:
+            return
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if not self._started:
+                await self.store.start()
+                self.signer = Signer(await self.store.secret())
+                self._started = True
 
     def result_url(self, base_url: str, provider: str, task_id: str, expires: int) -> str:
         """A signed, expiring link to a task's video, in the shape of an OSS link.
@@ -64,22 +106,18 @@ class MockState:
         key = (base_url, provider, task_id, expires)
         url = self._signed.get(key)
         if url is None:
-            if len(self._signed) > 65536:
-                self._signed.clear()
             path = f"/_storage/results/{provider}/{task_id}.mp4"
             signature = self.signer.sign(path, str(expires))
-            url = (
+            url = self._signed.put(
+                key,
                 f"{base_url.rstrip('/')}{path}?Expires={expires}"
-                f"&OSSAccessKeyId={self.signer.access_key_id}&Signature={signature}"
+                f"&OSSAccessKeyId={self.signer.access_key_id}&Signature={signature}",
             )
-            self._signed[key] = url
         return url
 
-    def reset(self) -> None:
+    async def reset(self) -> None:
         self._signed.clear()
-        self.store.clear()
-        self.journal.clear()
-        self.media.clear()
+        await self.store.reset()
 
 
 class MockApp(Starlette):
@@ -96,6 +134,7 @@ class MockApp(Starlette):
         super().__init__(*args, **kwargs)
         self._static: dict[str, Endpoint] = {}
         self._dynamic: list[tuple[re.Pattern[str], Endpoint]] = []
+        self.paddock: MockState | None = None
 
     def add_operation(self, pattern: str, endpoint: Endpoint) -> None:
         if "{" not in pattern:
@@ -105,6 +144,9 @@ class MockApp(Starlette):
         self._dynamic.append((re.compile(regex + r"\Z"), endpoint))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = self.paddock
+        if state is not None and not state._started:
+            await state.start()
         if scope["type"] == "http":
             path = scope["path"]
             endpoint = self._static.get(path)
@@ -133,14 +175,19 @@ def create_app(
     api_keys: Iterable[str] | None = None,
     root_provider: str | None = None,
     store: Store | None = None,
-    journal_size: int = 1000,
+    limits: Limits | None = None,
+    options: Options | None = None,
+    fetcher: Fetcher | None = None,
+    videos: VideoCache | None = None,
     video_cache_dir: Path | None = None,
     secret: bytes | None = None,
+    lifespan: Any = None,
 ) -> Starlette:
     """The mock upstream for ``specs`` (the built-in specs when None).
 
     ``api_keys`` None accepts any non-empty key; ``root_provider`` also serves
     that provider's paths at the root, so a client needs only a host change.
+    ``store`` defaults to a ``MemoryStore`` with ``limits`` and ``clock``.
     """
     specs = specs if specs is not None else load_specs()
     if timing not in TIMING_MODES:
@@ -148,25 +195,26 @@ def create_app(
     if root_provider is not None:
         specs[root_provider]  # raises a clear KeyError for an unknown provider
     keys = frozenset(k for k in api_keys if k) if api_keys is not None else None
+    retention = {spec.provider: spec.task_retention for spec in specs}
+    if store is None:
+        store = MemoryStore(limits, clock=clock or Clock(speed), retention=retention, secret=secret)
+    else:
+        store.retention = retention
+        if clock is not None:
+            store.clock = clock
     state = MockState(
         specs=specs,
-        clock=clock or Clock(speed),
-        store=store or MemoryStore(),
-        journal=Journal(journal_size),
-        media=MediaStore(),
-        signer=Signer(secret),
-        videos=VideoCache(video_cache_dir),
+        store=store,
+        journal=Journal(store),
+        videos=videos or VideoCache(video_cache_dir),
         timing=timing,
         api_keys=keys or None,
         root_provider=root_provider,
+        options=options or Options(),
+        fetcher=fetcher,
+        signer=Signer(secret),
     )
-    routes: list[BaseRoute] = [
-        *admin.routes(state),
-        Route(
-            "/_storage/results/{provider}/{task_id}.mp4", _download(state), methods=["GET", "HEAD"]
-        ),
-        Route("/_storage/oss", _upload(state), methods=["POST"]),
-    ]
+    routes: list[BaseRoute] = [*admin.routes(state), *objects.routes(state)]
     prefixes = [(f"/{spec.provider}", spec.provider) for spec in specs]
     if root_provider is not None:
         prefixes.append(("", root_provider))
@@ -177,178 +225,16 @@ def create_app(
     app = MockApp(
         routes=routes,
         exception_handlers={404: _plain_not_found, 405: _plain_not_found},
+        lifespan=lifespan,
     )
     for prefix, provider in prefixes:
         for pattern, endpoint in state.services[provider].operation_routes(prefix):
             app.add_operation(pattern, endpoint)
     app.state.paddock = state
+    app.paddock = state
     return app
 
 
 async def _plain_not_found(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 404
     return json_response(status, {"error": f"no route for {request.method} {request.url.path}"})
-
-
-def _oss_error(status: int, code: str, message: str) -> Response:
-    # OSS answers in XML; clients only read the status, but a person reads the body.
-    body = (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
-    )
-    return Response(body, status_code=status, media_type="application/xml")
-
-
-def _download(state: MockState) -> Any:
-    async def download(request: Request) -> Response:
-        provider = request.path_params["provider"]
-        task_id = request.path_params["task_id"]
-        path = request.url.path
-        expires = request.query_params.get("Expires", "")
-        signature = request.query_params.get("Signature", "")
-        spec = state.specs.specs.get(provider)
-        if (
-            spec is None
-            or not expires.isdigit()
-            or not state.signer.verify(signature, path, expires)
-        ):
-            return _oss_error(
-                403, "SignatureDoesNotMatch", "The request signature we calculated does not match."
-            )
-        if spec.refuses_authorization and "authorization" in request.headers:
-            return _oss_error(
-                403,
-                "SignatureDoesNotMatch",
-                "The request signature we calculated does not match the signature you provided "
-                "(an Authorization header was sent with a signed URL).",
-            )
-        now = state.clock.now()
-        if now > int(expires):
-            return _oss_error(403, "AccessDenied", "Request has expired.")
-        task = state.store.get(task_id, provider=provider)
-        # The signed link, not the task id's retention, decides how long the file
-        # can be fetched: a link handed out near the end of the task's 24 h
-        # stays good for its own 24 h, as object storage would serve it.
-        if task is None or state_at(task, now, math.inf) != "SUCCEEDED":
-            return _oss_error(404, "NoSuchKey", "The specified key does not exist.")
-        shape = task.output
-        data = await state.videos.aget(shape.width, shape.height, shape.duration, shape.fps)
-        return _ranged(request, data, "video/mp4")
-
-    return download
-
-
-def _byte_range(header: str, size: int) -> tuple[int, int] | bool | None:
-    """(start, end) for a satisfiable single range; None to ignore the header; False for 416."""
-    if not header.startswith("bytes=") or "," in header:
-        return None
-    first, _, last = header[6:].strip().partition("-")
-    if not (first.isdigit() or (not first and last.isdigit())) or (last and not last.isdigit()):
-        return None  # unparseable: ignored, as RFC 9110 says
-    if not first:
-        return (max(size - int(last), 0), size - 1) if size and int(last) else False
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if last and int(last) < start:
-        return None
-    return (start, end) if start < size else False
-
-
-def _ranged(request: Request, data: bytes, content_type: str) -> Response:
-    """Serve bytes with single-range support, so an interrupted download can resume."""
-    headers = {"Accept-Ranges": "bytes"}
-    size = len(data)
-    wanted = _byte_range(request.headers.get("range", ""), size)
-    if wanted is False:
-        return Response(b"", 416, headers={"Content-Range": f"bytes */{size}"})
-    if isinstance(wanted, tuple):
-        start, end = wanted
-        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        headers["Content-Length"] = str(end - start + 1)
-        body = b"" if request.method == "HEAD" else data[start : end + 1]
-        return Response(body, 206, headers=headers, media_type=content_type)
-    headers["Content-Length"] = str(size)
-    return Response(
-        b"" if request.method == "HEAD" else data, 200, headers=headers, media_type=content_type
-    )
-
-
-def _policy_terms(doc: dict[str, Any]) -> tuple[float, str | None, int]:
-    """(expiration, key prefix, size limit) from a policy document we issued."""
-    expiration = doc.get("expiration")
-    prefix: str | None = None
-    limit = 0
-    conditions = doc.get("conditions")
-    for condition in conditions if isinstance(conditions, list) else ():
-        if not isinstance(condition, list) or len(condition) != 3:
-            continue
-        if condition[:2] == ["starts-with", "$key"]:
-            prefix = str(condition[2])
-        elif condition[0] == "content-length-range" and isinstance(condition[2], int):
-            limit = condition[2]
-    return (float(expiration) if isinstance(expiration, (int, float)) else 0.0), prefix, limit
-
-
-def _upload(state: MockState) -> Any:
-    async def upload(request: Request) -> Response:
-        try:
-            form = await request.form(max_part_size=4 * 1024 * 1024)
-        except Exception as exc:  # malformed multipart of any kind
-            return _oss_error(400, "InvalidArgument", f"Could not read the multipart form: {exc}")
-        try:
-            fields = {k: v for k, v in form.items() if isinstance(v, str)}
-            policy = fields.get("policy", "")
-            key = fields.get("key", "")
-            upload_file = form.get("file")
-            if not state.signer.verify(fields.get("Signature", ""), "policy", policy):
-                return _oss_error(
-                    403, "SignatureDoesNotMatch", "The policy signature does not match."
-                )
-            doc = state.media.read_policy(policy)
-            if doc is None:
-                return _oss_error(400, "InvalidPolicyDocument", "The policy is not valid.")
-            expiration, prefix, limit = _policy_terms(doc)
-            if state.clock.now() > expiration:
-                return _oss_error(
-                    403, "AccessDenied", "Invalid according to Policy: Policy expired."
-                )
-            if not key or prefix is None or not key.startswith(str(prefix) + "/") or ".." in key:
-                return _oss_error(
-                    403,
-                    "AccessDenied",
-                    "Invalid according to Policy: the key is outside the upload directory.",
-                )
-            if upload_file is None or isinstance(upload_file, str):
-                return _oss_error(400, "InvalidArgument", "The form has no file field.")
-            data = await upload_file.read()
-            if len(data) > int(limit):
-                return _oss_error(
-                    400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size."
-                )
-            if f"uploads/{key}" in state.media and fields.get("x-oss-forbid-overwrite") == "true":
-                return _oss_error(
-                    409, "FileAlreadyExists", "The object you specified already exists."
-                )
-            content_type = (
-                fields.get("x-oss-content-type")
-                or upload_file.content_type
-                or "application/octet-stream"
-            )
-            state.media.put(f"uploads/{key}", Blob(data, content_type, None))
-            state.journal.record(
-                at=state.clock.now(),
-                method="POST",
-                path=request.url.path,
-                provider=None,
-                operation="upload",
-                status=200,
-                headers=request.scope["headers"],
-                body=b"",
-                elapsed_ms=0.0,
-                marks={"key": key, "bytes": len(data)},
-            )
-            return Response(b"", 200)
-        finally:
-            await form.close()
-
-    return upload

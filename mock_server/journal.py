@@ -1,20 +1,29 @@
-"""A bounded journal of the newest requests, for the admin API and for debugging clients.
+"""The request journal: what each request was and how the mock answered, for the admin API.
 
-Keys are redacted when an entry is written, not when it is read, so the
-journal never holds a secret. Entries are cheap tuples on the hot path and
-become dicts only when someone asks for them.
+An entry is written once, redacted and trimmed, as compact JSON bytes: the
+store bounds the journal by those bytes, and a shared store hands the same
+bytes to every worker. Secrets never reach an entry (the redaction happens
+before anything is kept), and no single request can make an entry large:
+header values, the header count and the body are each capped, with what was
+left out said by its size.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
+import contextlib
+import os
 import re
-from collections import deque
+import socket
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from contracts.task import TaskRequest
+from mock_server.store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from mock_server.store import Store
 
 __all__ = ["Journal", "redact_headers", "summarize_body"]
 
@@ -22,8 +31,13 @@ __all__ = ["Journal", "redact_headers", "summarize_body"]
 # providers and SDKs invent their own (X-DashScope-ApiKey, X-Api-Key...).
 _SECRET_PARTS = (b"auth", b"key", b"token", b"secret", b"signature", b"cookie", b"password")
 _SCHEMES = frozenset({b"bearer", b"basic", b"token", b"digest"})
-_BODY_KEEP = 16 * 1024
 _DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*,[A-Za-z0-9+/=%_.-]{64,}")
+
+# Which process answered: with several workers or hosts, the journal says which.
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+BODY_KEEP = 4 * 1024
+HEADER_VALUE_KEEP = 1024
+HEADERS_KEEP = 64
 
 
 def redact_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -42,6 +56,36 @@ def _redact(value: bytes) -> bytes:
     return first + b" <redacted>" if first.lower() in _SCHEMES else b"<redacted>"
 
 
+def _shown_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    shown: dict[str, str] = {}
+    count = 0
+    for name, value in redact_headers(raw):
+        count += 1
+        if count > HEADERS_KEEP:
+            continue
+        text = value[:HEADER_VALUE_KEEP].decode("latin-1")
+        if len(value) > HEADER_VALUE_KEEP:
+            text += f"…<{len(value) - HEADER_VALUE_KEEP} more bytes>"
+        key = name[:HEADER_VALUE_KEEP].decode("latin-1").lower()
+        shown[key] = f"{shown[key]}, {text}" if key in shown else text
+    if count > HEADERS_KEEP:
+        shown["…"] = f"<{count - HEADERS_KEEP} more headers>"
+    return shown
+
+
+def summarize_body(body: bytes) -> str:
+    """The body as text with data: URIs elided and the size capped."""
+    text = body[: BODY_KEEP * 4].decode("utf-8", "replace")
+    text = _DATA_URI.sub(
+        lambda m: f"data:{m.group(1) or ''};<{len(m.group(0))} chars elided>", text
+    )
+    if len(text) > BODY_KEEP:
+        text = text[:BODY_KEEP] + "…"
+    if len(body) > BODY_KEEP * 4 or text.endswith("…"):
+        text += f"<{len(body)} bytes in all>"
+    return text
+
+
 def _expand(marks: Mapping[str, Any]) -> dict[str, Any]:
     """Marks as a person reads them; a validated request becomes what was learnt about it."""
     out = {k: v for k, v in marks.items() if k != "request"}
@@ -54,35 +98,19 @@ def _expand(marks: Mapping[str, Any]) -> dict[str, Any]:
                 for m in request.media
             ]
         if request.ignored:
-            out["ignored"] = list(request.ignored)
+            out["ignored"] = list(request.ignored[:HEADERS_KEEP])
         if request.prompt_truncated:
             out["prompt_truncated"] = True
     return out
 
 
-def _header_dict(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
-
-
-def summarize_body(body: bytes) -> str:
-    """The body as text with data: URIs elided and the size capped."""
-    text = body[:_BODY_KEEP].decode("utf-8", "replace")
-    text = _DATA_URI.sub(
-        lambda m: f"data:{m.group(1) or ''};<{len(m.group(0))} chars elided>", text
-    )
-    if len(body) > _BODY_KEEP:
-        text += f"…<{len(body) - _BODY_KEEP} more bytes>"
-    return text
-
-
 class Journal:
-    """The newest ``size`` requests, oldest dropped first."""
+    """Writes entries into a store and reads them back as JSON-able dicts."""
 
-    def __init__(self, size: int = 1000) -> None:
-        self._entries: deque[tuple[Any, ...]] = deque(maxlen=size)
-        self._ids = itertools.count(1)
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
-    def record(
+    async def record(
         self,
         *,
         at: float,
@@ -97,61 +125,39 @@ class Journal:
         marks: Mapping[str, Any] | None = None,
         task_id: str | None = None,
     ) -> None:
-        self._entries.append(
-            (
-                next(self._ids),
-                at,
-                method,
-                path,
-                provider,
-                operation,
-                status,
-                redact_headers(headers),
-                body[: _BODY_KEEP + 1] if body else b"",
-                elapsed_ms,
-                dict(marks) if marks else None,
-                task_id,
-            )
-        )
+        entry = {
+            "at": at,
+            "method": method[:32],
+            "path": path[:HEADER_VALUE_KEEP],
+            "provider": provider,
+            "operation": operation,
+            "status": status,
+            "headers": _shown_headers(headers),
+            "body": summarize_body(body) if body else "",
+            "elapsed_ms": round(elapsed_ms, 3),
+            "marks": _expand(marks) if marks else {},
+            "task_id": task_id,
+            "worker": WORKER,
+        }
+        # The journal is a record, not the service: an outage must not fail requests.
+        with contextlib.suppress(StoreUnavailable):
+            await self.store.journal_append(orjson.dumps(entry, default=str))
 
-    def entries(
+    async def entries(
         self, limit: int | None = None, provider: str | None = None
     ) -> list[dict[str, Any]]:
-        """Newest first, as JSON-able dicts."""
-        out: list[dict[str, Any]] = []
+        """Newest first, at most ``limit`` (the whole journal when None)."""
         if limit is not None and limit <= 0:
-            return out
-        for entry in reversed(self._entries):
-            (seq, at, method, path, prov, op, status, headers, body, elapsed, marks, task_id) = (
-                entry
-            )
-            if provider is not None and prov != provider:
+            return []
+        wanted = limit if limit is not None else 1 << 62
+        # A provider filter reads further back; the journal is bounded in bytes anyway.
+        raw = await self.store.journal_read(wanted if provider is None else 1 << 62)
+        out: list[dict[str, Any]] = []
+        for seq, data in raw:
+            entry: dict[str, Any] = orjson.loads(data)
+            if provider is not None and entry.get("provider") != provider:
                 continue
-            out.append(
-                {
-                    "seq": seq,
-                    "at": at,
-                    "method": method,
-                    "path": path,
-                    "provider": prov,
-                    "operation": op,
-                    "status": status,
-                    "headers": _header_dict(headers),
-                    "body": summarize_body(body) if body else "",
-                    "elapsed_ms": round(elapsed, 3),
-                    "marks": _expand(marks) if marks else {},
-                    "task_id": task_id,
-                }
-            )
-            if limit is not None and len(out) >= limit:
+            out.append({"seq": seq, **entry})
+            if len(out) >= wanted:
                 break
         return out
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def dumps(self, limit: int | None = None) -> str:
-        return json.dumps(self.entries(limit))

@@ -20,20 +20,25 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from contracts.bodies import path_parts
 from contracts.lifecycle import draw_plan, output_shape, progress_at, state_at, times_at
 from contracts.spec import ErrorDef, Operation, Spec
 from contracts.task import TaskRecord
 from contracts.validate import (
+    MediaUnavailable,
     Violation,
     check_auth,
     check_headers,
+    media_urls,
     parse_json_body,
     validate_create,
 )
 from contracts.views import error_view, make_id, new_uuid, new_uuids, task_view
+from mock_server.reading import BodyTimeout, BodyTooLarge, ClientGone, read_body
 from mock_server.scenarios import HEADER as SCENARIO_HEADER
 from mock_server.scenarios import ScenarioError, parse_scenario
-from mock_server.storage import MockMediaResolver
+from mock_server.storage import MockMediaResolver, blob_key, issue_policy
+from mock_server.store import Blob, StoreFull, StoreUnavailable
 
 if TYPE_CHECKING:
     from mock_server.app import MockState
@@ -79,9 +84,6 @@ class ProviderService:
     def __init__(self, spec: Spec, state: MockState) -> None:
         self.spec = spec
         self.state = state
-        self.resolver = MockMediaResolver(state.media, spec.upload_scheme)
-        # When each task was last polled (clock time), for the spec's poll limit.
-        self._polled: dict[str, float] = {}
         self._handlers: dict[str, Callable[[Request, dict[str, Any]], Awaitable[Response]]] = {
             "create": self._create,
             "query": self._query,
@@ -124,6 +126,11 @@ class ProviderService:
             except _Answer as answer:
                 response = answer.response
                 task_id = answer.task_id or task_id
+            except StoreUnavailable as exc:
+                # An outage, not a bug: one line in the log, the provider's 5xx on the wire.
+                log.error("%s %s: %s", request.method, request.scope["path"], exc)
+                response = self.violation(Violation("server_error"))
+                marks["fault"] = "store unavailable"
             except Exception:
                 # A bug of ours: still answer in the provider's envelope (what its
                 # clients can read), and leave the traceback in the log, not the wire.
@@ -131,7 +138,7 @@ class ProviderService:
                 response = self.violation(Violation("server_error"))
                 marks["fault"] = "mock bug (see the server log)"
             body = marks.get("body", b"")
-            self.state.journal.record(
+            await self.state.journal.record(
                 at=self.state.clock.now(),
                 method=request.method,
                 path=request.scope["path"],
@@ -150,7 +157,7 @@ class ProviderService:
 
     async def _not_found(self, request: Request) -> Response:
         response = self.violation(Violation("route_unknown", None, f"no route {request.url.path}"))
-        self.state.journal.record(
+        await self.state.journal.record(
             at=self.state.clock.now(),
             method=request.method,
             path=request.scope["path"],
@@ -194,28 +201,26 @@ class ProviderService:
         assert key is not None
         return self.state.signer.owner(key)
 
-    async def _read_body(self, request: Request) -> bytes:
+    async def _read_body(self, request: Request, marks: dict[str, Any]) -> bytes:
+        """The create body, its bound enforced as it arrives; a broken one ends the request."""
         limit = self.spec.body_limit
-        declared = request.headers.get("content-length")
-        too_large = Violation("body_too_large", None, "the body is too large", {"max": limit})
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _Answer(self.violation(too_large))
-        # Straight from ASGI receive: Starlette's stream() costs an async
-        # generator per request, and this is the create hot path.
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await request.receive()
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise _Answer(self.violation(too_large))
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            return await read_body(
+                request.receive, request.scope["headers"], limit, self.state.options.body_timeout
+            )
+        except BodyTooLarge:
+            raise _Answer(
+                self.violation(
+                    Violation("body_too_large", None, "the body is too large", {"max": limit})
+                )
+            ) from None
+        except BodyTimeout as exc:
+            marks["fault"] = "body incomplete"
+            raise _Answer(self.violation(Violation("body_incomplete", None, str(exc)))) from None
+        except ClientGone:
+            # Nobody is left to answer; what matters is that no task is made.
+            marks["fault"] = "client went away mid-body"
+            raise _Answer(Response(b"", 400)) from None
 
     def _result_url(self, request: Request, task: TaskRecord, now: float) -> str:
         if self.spec.reissue_on_poll:
@@ -224,6 +229,27 @@ class ProviderService:
             _, _, ended = times_at(task, "SUCCEEDED")
             expires = int((ended or now) + self.spec.result_retention)
         return self.state.result_url(base_url(request), self.spec.provider, task.id, expires)
+
+    async def _task(self, task_id: str, owner: str) -> TaskRecord | None:
+        """The task if this key may see it; to anyone else it does not exist."""
+        task = await self.state.store.get_task(self.spec.provider, task_id)
+        return task if task is not None and task.owner == owner else None
+
+    async def _media_resolver(self, doc: Mapping[str, Any], owner: str) -> MockMediaResolver:
+        """Look up, before the synchronous validator runs, every file the body names."""
+        blobs: dict[str, Blob | None] = {}
+        fetched: dict[str, bytes | MediaUnavailable] = {}
+        fetcher = self.state.fetcher
+        for url in media_urls(self.spec, doc):
+            key = blob_key(url, self.spec.upload_scheme)
+            if key is not None:
+                blobs[url] = await self.state.store.get_blob(key)
+            elif fetcher is not None and url.startswith(("http://", "https://")):
+                try:
+                    fetched[url] = await fetcher.fetch(url)
+                except MediaUnavailable as exc:
+                    fetched[url] = exc
+        return MockMediaResolver(self.spec.upload_scheme, owner, blobs, fetched)
 
     # -- operations -----------------------------------------------------------------------------
 
@@ -235,7 +261,7 @@ class ProviderService:
         broken = check_headers(spec, "create", headers)
         if broken is not None:
             return self.violation(broken)
-        marks["body"] = body = await self._read_body(request)
+        marks["body"] = body = await self._read_body(request, marks)
         doc, broken = parse_json_body(spec, "create", headers, body)
         if broken is not None:
             return self.violation(broken)
@@ -254,7 +280,8 @@ class ProviderService:
             return self.violation(Violation("throttled"), headers={"Retry-After": "1"})
         if scenario.reject is not None:
             return self.error(spec.error(scenario.reject))
-        result = validate_create(spec, headers, doc, self.resolver)
+        resolver = await self._media_resolver(doc, owner)
+        result = validate_create(spec, headers, doc, resolver)
         if isinstance(result, Violation):
             marks["violation"] = str(result)
             return self.violation(result)
@@ -277,8 +304,13 @@ class ProviderService:
             upstream_request_id=upstream_request_id,
             faults=("query_5xx",) if scenario.flaky else (),
         )
-        self.state.store.put(task)
+        try:
+            task = await self.state.store.put_task(task)
+        except StoreFull as exc:
+            marks["fault"] = str(exc)
+            return self.violation(Violation("throttled"), headers={"Retry-After": "60"})
         marks["task_id"] = task_id
+        now = task.created_at
         view = {
             "request_id": task.request_id,
             "state": "PENDING",
@@ -296,22 +328,23 @@ class ProviderService:
         owner = self._authenticate(request)
         task_id = request.path_params["task_id"]
         op = spec.operations["query"]
-        task = self.state.store.get(task_id, owner, spec.provider)
+        task = await self._task(task_id, owner)
         now = self.state.clock.now()
         request_id = new_uuid()
         if task is None:
-            return self._unknown(op.unknown or {"state": "UNKNOWN"}, task_id, request_id)
+            gone = op.expired is not None and (
+                await self.state.store.expired_owner(spec.provider, task_id) == owner
+            )
+            rule = op.expired if gone else op.unknown
+            return self._unknown(rule or {"state": "UNKNOWN"}, task_id, request_id)
         if "query_5xx" in task.faults:
-            self.state.store.replace(
+            await self.state.store.replace_task(
                 task, replace(task, faults=tuple(f for f in task.faults if f != "query_5xx"))
             )
             marks["fault"] = "flaky"
             return self.violation(Violation("server_error"))
         if spec.poll_min_interval is not None:
-            last = self._polled.get(task_id)
-            self._polled[task_id] = now
-            if len(self._polled) > 100_000:
-                self._polled.clear()
+            last = await self.state.store.previous_poll(spec.provider, task_id, now)
             if last is not None and now - last < spec.poll_min_interval:
                 marks["fault"] = "poll_limit"
                 wait = max(1, math.ceil(spec.poll_min_interval - (now - last)))
@@ -344,13 +377,13 @@ class ProviderService:
         spec = self.spec
         owner = self._authenticate(request)
         op = spec.operations["cancel"]
-        task = self.state.store.get(request.path_params["task_id"], owner, spec.provider)
+        task = await self._task(request.path_params["task_id"], owner)
         now = self.state.clock.now()
         if task is None:
             return self.violation(Violation("cancel_refused", None, "unknown task"))
         state = state_at(task, now, spec.task_retention)
         marks["state"] = state
-        if state not in op.cancelable or not self.state.store.replace(
+        if state not in op.cancelable or not await self.state.store.replace_task(
             task, replace(task, canceled_at=now)
         ):
             return self.violation(Violation("cancel_refused", None, f"the task is {state}"))
@@ -403,7 +436,7 @@ class ProviderService:
         model = query.get("model_name")
         now = self.state.clock.now()
         rows: list[tuple[TaskRecord, str]] = []
-        for task in self.state.store.tasks(spec.provider, owner):
+        for task in await self.state.store.owner_tasks(spec.provider, owner):
             state = state_at(task, now, spec.task_retention)
             if state == "UNKNOWN":
                 continue
@@ -458,7 +491,7 @@ class ProviderService:
                 )
             )
         now = self.state.clock.now()
-        policy = self.state.media.issue_policy(
+        policy = issue_policy(
             self.state.signer, owner, model, now, spec.upload_policy_ttl, spec.upload_max_bytes
         )
         assert spec.upload_response is not None
@@ -477,7 +510,7 @@ class ProviderService:
 
 def _dig(doc: Mapping[str, Any], dotted: str) -> Any:
     node: Any = doc
-    for part in dotted.split("."):
+    for part in path_parts(dotted):
         if not isinstance(node, dict):
             return None
         node = node.get(part)

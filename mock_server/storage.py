@@ -1,10 +1,12 @@
-"""Object storage as the providers' clients meet it: signed result links, uploads, hosted media.
+"""Object storage as the providers' clients meet it: signed links, upload policies, media lookup.
 
-Result videos are served from URLs signed with a per-server secret that
-expire on the mock's clock, the way OSS links do. The upload-policy flow of
-the official DashScope SDK lands files here, and so does ``POST
-/_paddock/media``, which hands back an http URL any client can send as media.
-The media resolver turns each URL form a client may send into probed media.
+Result videos are served from URLs signed with the store's shared secret that
+expire on the mock's clock, the way OSS links do; any worker can verify a
+link another one issued, and a restart keeps them valid. The upload-policy
+flow of the official DashScope SDK lands files in the store, and so does
+``POST /_paddock/media``, which hands back an http URL any client can send as
+media. Validation is synchronous and the store is not, so a create's media
+are looked up first (``MediaLookup``) and then judged from what was found.
 """
 
 from __future__ import annotations
@@ -14,18 +16,20 @@ import hashlib
 import hmac
 import json
 import secrets
-import threading
-from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from contracts.cache import BoundedCache
 from contracts.media import MediaError, MediaInfo, decode_data_uri, probe
 from contracts.validate import MediaUnavailable, check_remote_url
+from mock_server.store import Blob
 
-__all__ = ["Blob", "MediaStore", "MockMediaResolver", "Signer", "UploadPolicy"]
+__all__ = ["HOSTED_PREFIX", "MockMediaResolver", "Signer", "UploadPolicy", "host_blob"]
 
 HOSTED_PREFIX = "/_paddock/media/"
+ADMIN_OWNER = "admin"
 
 
 def _b64(data: bytes) -> str:
@@ -33,44 +37,34 @@ def _b64(data: bytes) -> str:
 
 
 class Signer:
-    """HMAC signatures for result links and upload policies."""
+    """HMAC signatures for result links and upload policies, and key digests for owners."""
 
     access_key_id = "PADDOCKMOCKACCESSKEY"
 
     def __init__(self, secret: bytes | None = None) -> None:
         self._secret = secret or secrets.token_bytes(32)
-        self._owners: dict[str, str] = {}
+        self._owners: BoundedCache[str, str] = BoundedCache(4096)
 
     def sign(self, *parts: str) -> str:
         message = "\n".join(parts).encode()
         return _b64(hmac.new(self._secret, message, hashlib.sha256).digest()[:20])
 
     def owner(self, key: str) -> str:
-        """A task owner's name: an HMAC of the key under the server's secret.
+        """A task owner's name: an HMAC of the key under the shared secret.
 
-        Stable for the server's life (and across workers sharing the secret),
-        never the key, and not confirmable by hashing a guessed weak key.
+        Stable across workers and restarts, never the key, and not confirmable
+        by hashing a guessed weak key.
         """
         name = self._owners.get(key)
         if name is None:
-            if len(self._owners) > 4096:
-                self._owners.clear()
-            name = self._owners[key] = hmac.new(
-                self._secret, key.encode(), hashlib.sha256
-            ).hexdigest()[:24]
+            name = hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()[:24]
+            self._owners.put(key, name)
         return name
 
     def verify(self, signature: str, *parts: str) -> bool:
         # Bytes: compare_digest refuses non-ASCII str, and a query string can carry anything.
         expected = self.sign(*parts).encode()
         return hmac.compare_digest(signature.encode("utf-8", "replace"), expected)
-
-
-@dataclass(frozen=True, slots=True)
-class Blob:
-    data: bytes
-    content_type: str
-    info: MediaInfo | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,79 +76,82 @@ class UploadPolicy:
     max_bytes: int
 
 
-class MediaStore:
-    """Uploaded and hosted files, bounded in total size (oldest evicted first)."""
+def issue_policy(
+    signer: Signer, owner: str, model: str, now: float, ttl: int, max_bytes: int
+) -> UploadPolicy:
+    """A signed upload policy for one key, naming it as the owner of what is uploaded."""
+    directory = f"dashscope-instant/{owner[:16]}/{model}/{secrets.token_hex(8)}"
+    expires = now + ttl
+    policy = _b64(
+        json.dumps(
+            {
+                "expiration": expires,
+                "owner": owner,
+                "conditions": [
+                    ["starts-with", "$key", directory],
+                    ["content-length-range", 0, max_bytes],
+                ],
+            }
+        ).encode()
+    )
+    return UploadPolicy(policy, signer.sign("policy", policy), directory, expires, max_bytes)
 
-    def __init__(self, max_bytes: int = 512 * 1024 * 1024) -> None:
-        self._blobs: OrderedDict[str, Blob] = OrderedDict()
-        self._size = 0
-        self._lock = threading.Lock()
-        self.max_bytes = max_bytes
 
-    def put(self, key: str, blob: Blob) -> None:
-        with self._lock:
-            old = self._blobs.pop(key, None)
-            if old is not None:
-                self._size -= len(old.data)
-            self._blobs[key] = blob
-            self._size += len(blob.data)
-            while self._size > self.max_bytes and len(self._blobs) > 1:
-                _, evicted = self._blobs.popitem(last=False)
-                self._size -= len(evicted.data)
+def read_policy(policy: str) -> dict[str, Any] | None:
+    try:
+        padded = policy + "=" * (-len(policy) % 4)
+        doc = json.loads(base64.urlsafe_b64decode(padded))
+    except (ValueError, TypeError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
-    def get(self, key: str) -> Blob | None:
-        return self._blobs.get(key)
 
-    def __contains__(self, key: str) -> bool:
-        return key in self._blobs
+def host_blob(data: bytes) -> tuple[str, Blob]:
+    """A file put into the mock through the admin API: probed now, so a bad file fails here.
 
-    def clear(self) -> None:
-        with self._lock:
-            self._blobs.clear()
-            self._size = 0
+    It is served back with the type the probe found, never the one the uploader
+    claimed, so a file cannot pass itself off as a page on the mock's origin.
+    """
+    info = probe(data)
+    key = "hosted/" + secrets.token_hex(12) + "." + info.format
+    return key, Blob(data, info.mime or "application/octet-stream", info, ADMIN_OWNER)
 
-    def host(self, data: bytes, content_type: str | None) -> tuple[str, Blob]:
-        """Keep a file the mock will serve; probe it now so a bad file fails at upload."""
-        info = probe(data)
-        key = secrets.token_hex(12) + "." + info.format
-        blob = Blob(data, content_type or info.mime or "application/octet-stream", info)
-        self.put(f"hosted/{key}", blob)
-        return key, blob
 
-    def issue_policy(
-        self, signer: Signer, owner: str, model: str, now: float, ttl: int, max_bytes: int
-    ) -> UploadPolicy:
-        directory = f"dashscope-instant/{owner[:16]}/{model}/{secrets.token_hex(8)}"
-        expires = now + ttl
-        policy = _b64(
-            json.dumps(
-                {
-                    "expiration": expires,
-                    "conditions": [
-                        ["starts-with", "$key", directory],
-                        ["content-length-range", 0, max_bytes],
-                    ],
-                }
-            ).encode()
-        )
-        return UploadPolicy(policy, signer.sign("policy", policy), directory, expires, max_bytes)
-
-    @staticmethod
-    def read_policy(policy: str) -> dict[str, Any] | None:
+def blob_key(url: str, upload_scheme: str | None) -> str | None:
+    """The store key a media URL names, if it names one of the mock's own files."""
+    if upload_scheme and url.startswith(upload_scheme):
+        return "uploads/" + url[len(upload_scheme) :]
+    if url.startswith(("http://", "https://")):
         try:
-            padded = policy + "=" * (-len(policy) % 4)
-            doc = json.loads(base64.urlsafe_b64decode(padded))
-        except (ValueError, TypeError):
+            path = urlsplit(url).path
+        except ValueError:
             return None
-        return doc if isinstance(doc, dict) else None
+        if path.startswith(HOSTED_PREFIX):
+            return "hosted/" + path[len(HOSTED_PREFIX) :]
+    return None
 
 
 class MockMediaResolver:
-    """Resolve media URLs for one request: data: URIs, uploads, hosted files, remote URLs."""
+    """Resolve one create's media URLs from what was looked up before validation.
 
-    def __init__(self, store: MediaStore, upload_scheme: str | None) -> None:
-        self._store = store
+    ``blobs`` maps each URL naming one of the mock's files to what the store
+    held (None: nothing); ``fetched`` maps remote URLs fetched with
+    ``--fetch-media`` to their bytes or the reason they could not be fetched.
+    An uploaded file is only usable by the key that uploaded it: to any other
+    key it does not exist, as on the real object storage.
+    """
+
+    def __init__(
+        self,
+        upload_scheme: str | None,
+        owner: str,
+        blobs: Mapping[str, Blob | None],
+        fetched: Mapping[str, bytes | MediaUnavailable] | None = None,
+    ) -> None:
         self._upload_scheme = upload_scheme
+        self._owner = owner
+        self._blobs = blobs
+        self._fetched = fetched or {}
 
     def resolve(self, url: str) -> tuple[str, MediaInfo | None]:
         if url.startswith("data:"):
@@ -164,24 +161,26 @@ class MockMediaResolver:
             except MediaError as exc:
                 raise MediaUnavailable("media_unreadable", str(exc)) from None
         if self._upload_scheme and url.startswith(self._upload_scheme):
-            key = url[len(self._upload_scheme) :]
-            blob = self._store.get(f"uploads/{key}")
-            if blob is None:
+            blob = self._blobs.get(url)
+            if blob is None or blob.owner != self._owner:
                 raise MediaUnavailable("media_url", f"no uploaded file at {url!r}; upload it first")
-            return "upload", self._probed(blob)
+            return "upload", _probed(blob.data, blob.info)
         check_remote_url(url)
-        path = urlsplit(url).path
-        if path.startswith(HOSTED_PREFIX):
-            blob = self._store.get("hosted/" + path[len(HOSTED_PREFIX) :])
-            if blob is not None:
-                return "hosted", self._probed(blob)
+        blob = self._blobs.get(url)
+        if blob is not None:
+            return "hosted", _probed(blob.data, blob.info)
+        fetched = self._fetched.get(url)
+        if isinstance(fetched, MediaUnavailable):
+            raise fetched
+        if fetched is not None:
+            return "fetched", _probed(fetched, None)
         return "remote", None
 
-    @staticmethod
-    def _probed(blob: Blob) -> MediaInfo:
-        if blob.info is not None:
-            return blob.info
-        try:
-            return probe(blob.data)
-        except MediaError as exc:
-            raise MediaUnavailable("media_unreadable", str(exc)) from None
+
+def _probed(data: bytes, info: MediaInfo | None) -> MediaInfo:
+    if info is not None:
+        return info
+    try:
+        return probe(data)
+    except MediaError as exc:
+        raise MediaUnavailable("media_unreadable", str(exc)) from None

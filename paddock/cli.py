@@ -52,20 +52,60 @@ def _non_negative_int(text: str) -> int:
     return int(text)
 
 
+_UNITS = {
+    "": 1,
+    "k": 1024,
+    "kb": 1024,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1024**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1024**3,
+    "gib": 1024**3,
+}
+
+
+def _size(text: str) -> int:
+    """A byte count: ``65536``, ``64KiB``, ``8M``, ``1GiB`` (binary units)."""
+    number = text.strip().rstrip("BbIiKkMmGg ") or ""
+    unit = text.strip()[len(number) :].strip().lower()
+    if not number.isdigit() or unit not in _UNITS or int(number) == 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a size above 0 such as 65536, 64KiB or 8MiB, got {text!r}"
+        )
+    return int(number) * _UNITS[unit]
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 86400 * 365:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
+
+
+def _store_url(text: str) -> str:
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise argparse.ArgumentTypeError(
+            f"--store takes redis://HOST:PORT/DB (or rediss://, unix://PATH), got {text!r}"
+        )
+    return text
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or not 0 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"--port takes 0 to 65535, got {text!r}")
     return int(text)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="paddock", description="Contract tests and a mock upstream for video-generation APIs."
-    )
-    parser.add_argument("--version", action="version", version=f"paddock {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+def _serve_flags(serve: argparse.ArgumentParser) -> None:
+    """``paddock serve``'s flags, grouped the way its help reads."""
+    from mock_server.store import Limits
 
-    serve = commands.add_parser("serve", help="run the mock upstream of every provider")
+    limits = Limits()
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument(
         "--port", type=_port, default=8000, help="port to bind; 0 picks a free one (default 8000)"
@@ -96,11 +136,125 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept only this key (repeatable); default: any non-empty key",
     )
     serve.add_argument(
-        "--video-cache", type=Path, help="keep rendered result videos in this directory"
-    )
-    serve.add_argument(
         "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
     )
+    shared = serve.add_argument_group("shared state")
+    shared.add_argument(
+        "--store",
+        type=_store_url,
+        metavar="redis://HOST:PORT/DB",
+        help="keep tasks, journal, clock and media in Redis, shared by workers and hosts and "
+        "kept across restarts (default: this process's memory)",
+    )
+    shared.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="worker processes (default 1); more than one needs --store",
+    )
+    bounds = serve.add_argument_group("bounds (sizes take 64KiB, 8MiB...)")
+    bounds.add_argument(
+        "--max-tasks",
+        type=_positive_int,
+        default=limits.max_tasks,
+        help=f"tasks held in all; past it creates get the provider's 429 "
+        f"(default {limits.max_tasks:,})",
+    )
+    bounds.add_argument(
+        "--max-tasks-per-key",
+        type=_positive_int,
+        default=limits.max_tasks_per_key,
+        help=f"tasks held per key; a key's oldest makes room (default "
+        f"{limits.max_tasks_per_key:,})",
+    )
+    bounds.add_argument(
+        "--journal-bytes",
+        type=_size,
+        default=limits.journal_bytes,
+        help="request journal size; oldest entries go first (default 8MiB)",
+    )
+    bounds.add_argument(
+        "--media-bytes",
+        type=_size,
+        default=limits.media_bytes,
+        help="hosted and uploaded media in all, keys and metadata counted (default 512MiB)",
+    )
+    bounds.add_argument(
+        "--media-files",
+        type=_positive_int,
+        default=limits.media_files,
+        help=f"media files in all (default {limits.media_files:,})",
+    )
+    bounds.add_argument(
+        "--media-bytes-per-key",
+        type=_size,
+        default=limits.media_bytes_per_key,
+        help="media per key; a key's oldest file makes room (default 128MiB)",
+    )
+    bounds.add_argument(
+        "--media-files-per-key",
+        type=_positive_int,
+        default=limits.media_files_per_key,
+        help=f"media files per key (default {limits.media_files_per_key:,})",
+    )
+    bounds.add_argument(
+        "--media-retention",
+        type=_seconds,
+        default=limits.media_retention,
+        help="seconds a hosted or uploaded file stays usable (default 172800, 48 h)",
+    )
+    bounds.add_argument(
+        "--max-file-bytes",
+        type=_size,
+        default=64 * 1024 * 1024,
+        help="largest file POST /_paddock/media takes (default 64MiB)",
+    )
+    bounds.add_argument(
+        "--admin-body-bytes",
+        type=_size,
+        default=64 * 1024,
+        help="largest JSON body the admin API reads (default 64KiB)",
+    )
+    bounds.add_argument(
+        "--body-timeout",
+        type=_seconds,
+        default=30.0,
+        help="seconds a request body may stall before it is refused (default 30)",
+    )
+    bounds.add_argument(
+        "--head-timeout",
+        type=_seconds,
+        default=10.0,
+        help="seconds a connection has to send a whole request head (default 10)",
+    )
+    bounds.add_argument(
+        "--keep-alive",
+        type=_seconds,
+        default=5.0,
+        help="seconds an idle keep-alive connection is kept open (default 5)",
+    )
+    bounds.add_argument(
+        "--video-cache", type=Path, help="keep rendered result videos in this directory"
+    )
+    admin = serve.add_argument_group("admin API (/_paddock)")
+    admin.add_argument(
+        "--admin-token",
+        metavar="TOKEN",
+        help="require 'Authorization: Bearer TOKEN' on the admin API (or set "
+        "PADDOCK_ADMIN_TOKEN, which ps does not show); without it the admin API answers "
+        "only on a loopback bind",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="paddock", description="Contract tests and a mock upstream for video-generation APIs."
+    )
+    parser.add_argument("--version", action="version", version=f"paddock {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    serve = commands.add_parser("serve", help="run the mock upstream of every provider")
+    _serve_flags(serve)
 
     def client_flags(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--provider", required=True, help="dashscope, apiyi or anyfast")
@@ -499,7 +653,12 @@ def _emit(text: str, out: Path | None) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import ipaddress
+    import os
+
     from contracts.spec import SpecError, load_specs
+    from mock_server.admin import LOOPBACK_HOSTS
+    from mock_server.serving import ServeConfig, serve
 
     try:
         specs = load_specs(args.specs)
@@ -507,26 +666,58 @@ def _serve(args: argparse.Namespace) -> int:
         raise UsageError(f"broken spec: {exc}") from None
     if args.provider is not None and args.provider not in specs.specs:
         raise UsageError(f"--provider {args.provider!r} is not one of {', '.join(specs.names())}")
+    if args.workers > 1 and args.store is None:
+        raise UsageError(
+            "--workers needs a shared --store redis://HOST:PORT/DB, or each worker would be "
+            "a separate mock"
+        )
+    token = args.admin_token or os.environ.get("PADDOCK_ADMIN_TOKEN") or None
+    try:
+        loopback = args.host == "localhost" or ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = False
+    mode = "token" if token else ("open" if loopback else "off")
     sock = _bind(args.host, args.port)
-    import uvicorn
-
-    from mock_server.app import create_app
-
-    app = create_app(
-        specs,
+    host, port = sock.getsockname()[:2]
+    config = ServeConfig(
+        host=host,
+        port=port,
+        specs=str(args.specs) if args.specs else None,
         timing=args.timing,
         speed=args.speed,
         api_keys=args.api_keys,
         root_provider=args.provider,
-        video_cache_dir=args.video_cache,
+        store=args.store,
+        workers=args.workers,
+        log_level=args.log_level,
+        limits={
+            "max_tasks": args.max_tasks,
+            "max_tasks_per_key": args.max_tasks_per_key,
+            "journal_bytes": args.journal_bytes,
+            "media_bytes": args.media_bytes,
+            "media_files": args.media_files,
+            "media_bytes_per_key": args.media_bytes_per_key,
+            "media_files_per_key": args.media_files_per_key,
+            "media_retention": args.media_retention,
+        },
+        body_timeout=args.body_timeout,
+        admin_body_bytes=args.admin_body_bytes,
+        max_file_bytes=args.max_file_bytes,
+        admin_mode=mode,
+        admin_token=token,
+        admin_hosts=sorted(LOOPBACK_HOSTS) if loopback else None,
+        video_cache=str(args.video_cache) if args.video_cache else None,
+        head_timeout=args.head_timeout,
+        keep_alive=args.keep_alive,
     )
-    host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     base = f"http://{shown}:{port}"
+    store = "memory" if args.store is None else _safe_url(args.store)
     print(
         f"paddock {__version__} mock upstream on {base}  "
         f"(timing {args.timing}, speed {args.speed:g}x, "
-        f"keys: {'any non-empty' if not args.api_keys else len(args.api_keys)})"
+        f"keys: {'any non-empty' if not args.api_keys else len(args.api_keys)}, "
+        f"store {store}, workers {args.workers})"
     )
     for spec in specs:
         prefix = f"{base}/{spec.provider}"
@@ -535,13 +726,32 @@ def _serve(args: argparse.Namespace) -> int:
         if spec.provider == args.provider:
             root_hint = spec.env_hint.format(base_url=base) if spec.env_hint else ""
             print(f"  {'(root)':<10} {base:<36} {root_hint}")
-    print(
-        f"  {'admin':<10} {base}/_paddock   (requests, tasks, clock/advance, reset, media)",
-        flush=True,
-    )
-    config = uvicorn.Config(app, log_level=args.log_level, access_log=False, lifespan="off")
-    uvicorn.Server(config).run(sockets=[sock])
+    if mode == "off":
+        print(
+            f"  {'admin':<10} disabled: {host} is not a loopback address and no --admin-token "
+            "was given",
+            flush=True,
+        )
+    else:
+        lock = " (token required)" if mode == "token" else ""
+        print(
+            f"  {'admin':<10} {base}/_paddock{lock}   (requests, tasks, clock/advance, reset, "
+            "media)",
+            flush=True,
+        )
+    serve(config, sock)
     return 0
+
+
+def _safe_url(url: str) -> str:
+    """A store URL as it may be printed: no password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"***@{netloc}"))
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 import wave
@@ -22,6 +27,7 @@ from starlette.testclient import TestClient
 
 from contracts.conformance.targets import SyncASGITransport as SyncASGITransport
 from contracts.spec import SpecSet, load_specs
+from contracts.task import TaskRecord
 from mock_server.app import MockState, create_app
 from mock_server.clock import Clock
 
@@ -77,6 +83,26 @@ def wav_bytes(seconds: float = 3.0, rate: int = 16000) -> bytes:
     return buffer.getvalue()
 
 
+def run(coroutine: Any) -> Any:
+    """Run one store call from a test; the memory store's calls never wait on anything."""
+    return asyncio.run(coroutine)
+
+
+def stored_task(state: MockState, task_id: str) -> TaskRecord | None:
+    """The stored record of a task, whichever provider made it."""
+    for provider in state.specs.names():
+        task = run(state.store.get_task(provider, task_id))
+        if task is not None:
+            return task  # type: ignore[no-any-return]
+    return None
+
+
+def stored_tasks(state: MockState) -> list[TaskRecord]:
+    """Every stored task, newest first."""
+    page, _ = run(state.store.page_tasks(None, 0, 1_000_000))
+    return page  # type: ignore[no-any-return]
+
+
 @dataclass
 class Mock:
     """An in-process mock with a frozen clock: time moves only when a test says so."""
@@ -91,6 +117,12 @@ class Mock:
 
     def advance(self, seconds: float) -> None:
         self.state.clock.advance(seconds)
+
+    def task(self, task_id: str) -> TaskRecord | None:
+        return stored_task(self.state, task_id)
+
+    def tasks(self) -> list[TaskRecord]:
+        return stored_tasks(self.state)
 
     def create(self, provider: str, body: dict[str, Any], **headers: str) -> Any:
         return self.client.post(
@@ -173,3 +205,160 @@ def serve() -> Iterator[Callable[..., LiveServer]]:
     for server, thread in servers:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+# -- a real Redis, for the shared store ---------------------------------------------------------
+
+
+def _redis_server_binary() -> str:
+    """``redis-server``, installed from the distribution's packages if this machine lacks it.
+
+    The README's test command is all a newcomer (and CI) runs, so the suite
+    installs what it needs rather than skipping the shared-store tests.
+    """
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    apt = shutil.which("apt-get")
+    if apt and os.geteuid() == 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = [apt, "install", "-y", "-q", "redis-server"]
+        if subprocess.run(install, env=env, capture_output=True, check=False).returncode:
+            # A fresh machine may not have read its package lists yet.
+            subprocess.run([apt, "update", "-q"], env=env, capture_output=True, check=False)
+            subprocess.run(install, env=env, capture_output=True, check=False)
+        found = shutil.which("redis-server")
+        if found:
+            return found
+    pytest.fail(
+        "these tests need redis-server: install it (Debian/Ubuntu: apt-get install -y "
+        "redis-server; macOS: brew install redis) and run the tests again",
+        pytrace=False,
+    )
+
+
+@dataclass
+class RedisServer:
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+    def flush(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port, for the whole session."""
+    binary = _redis_server_binary()
+    workdir = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            pytest.fail(f"redis-server did not start on port {port}", pytrace=False)
+        time.sleep(0.05)
+    yield RedisServer(f"redis://127.0.0.1:{port}/0", port, process)
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """An empty Redis database for one test."""
+    redis_server.flush()
+    return redis_server.url
+
+
+# -- `paddock serve` as a user runs it ----------------------------------------------------------
+
+
+@dataclass
+class ServeProcess:
+    """A ``paddock serve`` subprocess on a loopback port, its output kept in a file."""
+
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_serve(args: list[str], log: Path, port: int | None = None) -> ServeProcess:
+    """Start ``paddock serve ARGS`` and wait until it answers its health check."""
+    import httpx
+
+    port = port or free_port()
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "paddock.cli", "serve", "--port", str(port), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    served = ServeProcess(f"http://127.0.0.1:{port}", port, process, log)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(served.url + "/_paddock/health", timeout=1).status_code == 200:
+                return served
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            served.stop()
+            raise RuntimeError(f"paddock serve did not start:\n{served.output()[-2000:]}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def paddock_serve(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
+    """Start ``paddock serve`` subprocesses; every one is stopped after the test."""
+    started: list[ServeProcess] = []
+
+    def start(*args: str, port: int | None = None) -> ServeProcess:
+        served = start_serve(list(args), tmp_path / f"serve-{len(started)}.log", port)
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        served.stop()

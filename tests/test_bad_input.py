@@ -169,7 +169,7 @@ def test_bad_request_gets_the_providers_answer_and_loses_nothing(
     spec = mock.state.specs[provider]
     good = mock.create(provider, body_for(spec))
     assert good.status_code == 200, good.text
-    [before] = [t.to_json() for t in mock.state.store.tasks()]
+    [before] = [t.to_json() for t in mock.tasks()]
 
     make, kinds = CASES[case]
     payload, headers = make(spec)
@@ -182,7 +182,7 @@ def test_bad_request_gets_the_providers_answer_and_loses_nothing(
     if "violation" in marks:  # body-level rules name their kind in the journal
         assert marks["violation"].split(" ")[0] in kinds.split("|"), marks
     # Nothing stored changed, nothing was added, and the server keeps serving.
-    assert [t.to_json() for t in mock.state.store.tasks()] == [before]
+    assert [t.to_json() for t in mock.tasks()] == [before]
     assert mock.create(provider, body_for(spec)).status_code == 200
 
 
@@ -278,7 +278,7 @@ def test_dashscope_specific_rules(mock: Mock) -> None:
         {},
     )
     assert long.status_code == 200
-    task = mock.state.store.get(long.json()["output"]["task_id"])
+    task = mock.task(long.json()["output"]["task_id"])
     assert task is not None and task.request.prompt is not None and len(task.request.prompt) == 2500
 
 

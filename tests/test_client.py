@@ -36,6 +36,8 @@ from tests.conftest import (
     image_bytes,
     open_video,
     png_uri,
+    run,
+    stored_task,
     wav_bytes,
 )
 
@@ -143,7 +145,7 @@ def test_dashscope_local_file_goes_through_the_upload_flow(
     image.write_bytes(image_bytes(600, 900))
     client = client_for("dashscope")
     task = client.submit("happyhorse-1.0-i2v", media={"first_frame": str(image)}, resolution="720P")
-    record = state(app).store.get(task.id)
+    record = stored_task(state(app), task.id)
     assert record is not None
     assert record.request.media[0].origin == "upload"
     assert record.request.media[0].url.startswith("oss://")
@@ -159,7 +161,7 @@ def test_public_url_providers_refuse_local_files_before_sending(
         client = client_for(provider)
         with pytest.raises(PublicURLRequired, match="public URL"):
             client.submit("happyhorse-1.0-i2v", prompt="x", media={"first_frame": str(image)})
-    assert len(state(app).journal) == 0
+    assert run(state(app).store.journal_size())[0] == 0
 
 
 @pytest.mark.parametrize(
@@ -183,7 +185,7 @@ def test_local_validation_names_the_rule_and_sends_nothing(
         client.submit("happyhorse-1.0-i2v", prompt="x", media={"first_frame": REMOTE}, **kwargs)
     assert caught.value.rule == rule
     assert caught.value.source
-    assert len(state(app).journal) == 0
+    assert run(state(app).store.journal_size())[0] == 0
 
 
 def test_a_header_that_would_smuggle_another_is_refused_and_nothing_sent(
@@ -192,7 +194,7 @@ def test_a_header_that_would_smuggle_another_is_refused_and_nothing_sent(
     client = client_for("dashscope")
     with pytest.raises(PaddockError, match="line break"):
         client.submit("happyhorse-1.0-t2v", prompt="x", headers={"X-A": "1\r\nX-B: 2"})
-    assert len(state(app).journal) == 0
+    assert run(state(app).store.journal_size())[0] == 0
     for bad in ("ftp://127.0.0.1/dashscope", "127.0.0.1:8000/dashscope", "http://h:99999/x"):
         with pytest.raises(PaddockError, match="base URL"):
             Client("dashscope", base_url=bad, api_key="sk-test")
@@ -350,7 +352,7 @@ def test_download_resumes_after_a_cut(
     part.write_bytes(whole[:1000])  # what an interrupted download left behind
     path = client.download(done, tmp_path / "cut.mp4")
     assert path.read_bytes() == whole
-    journal = state(app).journal.entries(limit=50)
+    journal = run(state(app).journal.entries(limit=50))
     assert not any(
         "authorization" in e["headers"] for e in journal if e["path"].startswith("/_storage")
     )
@@ -409,5 +411,5 @@ def test_media_inputs_accept_data_uris_and_audio(
     task = client.submit(
         "wan2.7-i2v", prompt="rap", media=[("first_frame", png_uri()), ("driving_audio", audio)]
     )
-    record = state(app).store.get(task.id)
+    record = stored_task(state(app), task.id)
     assert record is not None and [m.origin for m in record.request.media] == ["data", "data"]

@@ -9,7 +9,8 @@ from typing import Any
 import av
 import pytest
 
-from tests.conftest import AUTH, KEY, QUERY_PATHS, Mock, png_uri
+from mock_server.store import Limits
+from tests.conftest import AUTH, KEY, QUERY_PATHS, Mock, png_uri, run
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 UTC8 = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\Z")
@@ -92,7 +93,7 @@ def test_dashscope_seed_example_walks_every_documented_state(mock: Mock) -> None
     }
     assert UTC8.match(pending["output"]["submit_time"])
 
-    task = mock.state.store.get(task_id)
+    task = mock.task(task_id)
     assert task is not None
     mock.advance(task.plan.pending + 0.01)
     running = mock.query("dashscope", task_id).json()["output"]
@@ -134,8 +135,8 @@ def test_dashscope_defaults_differ_from_apiyi(mock: Mock) -> None:
         "model": "happyhorse-1.0-i2v",
         "input": {"prompt": "x", "media": SEED_003_DASHSCOPE["input"]["media"]},
     }
-    ds = mock.state.store.get(mock.create("dashscope", body).json()["output"]["task_id"])
-    ay = mock.state.store.get(mock.create("apiyi", body).json()["output"]["task_id"])
+    ds = mock.task(mock.create("dashscope", body).json()["output"]["task_id"])
+    ay = mock.task(mock.create("apiyi", body).json()["output"]["task_id"])
     assert ds is not None and ay is not None
     assert (ds.request.parameters["resolution"], ds.request.parameters["watermark"]) == (
         "1080P",
@@ -243,7 +244,7 @@ def test_anyfast_seed_example_and_envelope(mock: Mock) -> None:
     assert (queued["code"], queued["message"]) == ("success", "")
     assert (queued["data"]["status"], queued["data"]["progress"]) == ("QUEUED", "0%")
 
-    task = mock.state.store.get(body["id"])
+    task = mock.task(body["id"])
     assert task is not None
     mock.advance(task.plan.pending + 0.01)
     running = mock.query("anyfast", body["id"]).json()["data"]
@@ -272,7 +273,7 @@ def test_anyfast_parameters_flat_or_nested(mock: Mock) -> None:
         "prompt": "waves",
         "parameters": {"duration": 8, "ratio": "9:16"},
     }
-    task = mock.state.store.get(mock.create("anyfast", nested).json()["id"])
+    task = mock.task(mock.create("anyfast", nested).json()["id"])
     assert task is not None
     assert (task.request.parameters["duration"], task.request.parameters["ratio"]) == (8, "9:16")
     assert task.output.width < task.output.height  # 9:16 shapes the frame
@@ -283,7 +284,7 @@ def test_anyfast_parameters_flat_or_nested(mock: Mock) -> None:
         "duration": 4,
         "parameters": {"duration": 8},
     }
-    task = mock.state.store.get(mock.create("anyfast", both).json()["id"])
+    task = mock.task(mock.create("anyfast", both).json()["id"])
     assert task is not None and task.request.parameters["duration"] == 4  # top level wins
 
 
@@ -293,7 +294,7 @@ def test_anyfast_images_array_first_used_and_r2v_limits(mock: Mock) -> None:
         "prompt": "x",
         "images": ["https://a.example/1.png", "https://a.example/2.png"],
     }
-    task = mock.state.store.get(mock.create("anyfast", many).json()["id"])
+    task = mock.task(mock.create("anyfast", many).json()["id"])
     assert task is not None and [m.url for m in task.request.media] == ["https://a.example/1.png"]
 
     r2v = {
@@ -404,8 +405,8 @@ def test_timing_instant_finishes_at_first_poll(make_mock: Any) -> None:
 # -- admin --------------------------------------------------------------------------------------
 
 
-def test_admin_journal_is_redacted_and_bounded(make_mock: Any) -> None:
-    mock = make_mock(journal_size=5)
+def test_admin_journal_is_redacted_and_bounded_in_bytes(make_mock: Any) -> None:
+    mock = make_mock(limits=Limits(journal_bytes=6 * 1024))
     for _ in range(8):
         mock.create(
             "dashscope",
@@ -418,7 +419,10 @@ def test_admin_journal_is_redacted_and_bounded(make_mock: Any) -> None:
             },
         )
     journal = mock.client.get("/_paddock/requests").json()["requests"]
-    assert len(journal) == 5
+    # Each entry here is about a kilobyte and a half: the newest few fit, the rest went.
+    assert 2 <= len(journal) < 8
+    assert [e["seq"] for e in journal] == list(range(8, 8 - len(journal), -1))
+    assert run(mock.state.store.journal_size())[1] <= 6 * 1024
     text = str(journal)
     assert KEY not in text
     assert journal[0]["headers"]["authorization"] == "Bearer <redacted>"

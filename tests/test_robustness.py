@@ -64,7 +64,7 @@ def documented_5xx(specs: SpecSet, provider: str) -> set[int]:
 def test_no_undocumented_5xx_and_nothing_lost(
     mock: Mock, specs: SpecSet, provider: str, body: Any, model: str, raw: bool
 ) -> None:
-    before = {t.id: t.to_json() for t in mock.state.store.tasks()}
+    before = {t.id: t.to_json() for t in mock.tasks()}
     if isinstance(body, dict) and not raw:
         body = {"model": model, **body}
     content = json.dumps(body).encode()
@@ -73,7 +73,7 @@ def test_no_undocumented_5xx_and_nothing_lost(
         response.text
     )
     assert response.headers["content-type"] == "application/json"
-    after = {t.id: t.to_json() for t in mock.state.store.tasks()}
+    after = {t.id: t.to_json() for t in mock.tasks()}
     assert {k: after[k] for k in before} == before
     if response.status_code == 200:
         created = response.json()

@@ -10,7 +10,7 @@ import av
 import httpx
 import pytest
 
-from tests.conftest import KEY, LiveServer, image_bytes
+from tests.conftest import KEY, LiveServer, image_bytes, stored_tasks
 
 dashscope = pytest.importorskip("dashscope")
 from dashscope import VideoSynthesis  # noqa: E402
@@ -58,7 +58,7 @@ def test_sdk_round_trip_with_local_file_upload(sdk_server: LiveServer, tmp_path:
         assert stream.average_rate == 24
         assert stream.width / stream.height == pytest.approx(1.5, rel=0.01)
         assert container.duration / 1e6 == pytest.approx(3.0, abs=0.05)
-    [task] = sdk_server.state.store.tasks()
+    [task] = stored_tasks(sdk_server.state)
     assert task.request.media[0].origin == "upload"
     assert task.request.media[0].info is not None
     assert (task.request.media[0].info.width, task.request.media[0].info.height) == (900, 600)

@@ -109,7 +109,7 @@ def test_a_new_model_is_a_yaml_change(tmp_path: Path, make_mock: Callable[..., M
         "anyfast", {"model": "happyhorse-1.1-t2v", "prompt": "tide", "duration": 20}
     )
     assert created.status_code == 200, created.text
-    task = mock.state.store.get(created.json()["id"])
+    task = mock.task(created.json()["id"])
     assert task is not None and task.output.duration == 20
     refused = mock.create(
         "anyfast", {"model": "happyhorse-1.1-t2v", "prompt": "tide", "duration": 21}

@@ -1,0 +1,170 @@
+"""Running the mock as a server: one process or several workers, and the tuning that goes with it.
+
+``paddock serve`` turns its flags into a ``ServeConfig`` and calls ``serve``.
+With ``--workers N`` uvicorn starts N processes that each build the app from
+the same config (handed over in an environment variable, since uvicorn
+imports worker apps by name), so a shared ``--store`` is what makes them one
+mock. Everything tuned for speed rather than meaning lives here: GC freezing,
+the event loop, the connection guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+
+from contracts.lifecycle import TimingMode
+from contracts.spec import load_specs
+from mock_server.admin import AdminAccess
+from mock_server.app import Options, create_app
+from mock_server.clock import Clock
+from mock_server.store import Limits, MemoryStore, Store
+from mock_server.videos import VideoCache
+
+__all__ = ["ENV", "ServeConfig", "app_from_environment", "build_app", "serve"]
+
+ENV = "PADDOCK_SERVE_CONFIG"
+# Long-lived records (tasks, cached links) would otherwise be rescanned by every full
+# collection; freezing moves what exists into the permanent generation. Objects are
+# still freed by reference counting when the store lets go of them.
+GC_FREEZE_EVERY = 10.0
+
+
+@dataclass
+class ServeConfig:
+    """Everything ``paddock serve`` was asked for, as plain JSON-able values."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    specs: str | None = None
+    timing: TimingMode = "fast"
+    speed: float = 1.0
+    api_keys: list[str] | None = None
+    root_provider: str | None = None
+    store: str | None = None
+    workers: int = 1
+    log_level: str = "warning"
+    limits: dict[str, Any] = field(default_factory=dict)
+    body_timeout: float = 30.0
+    admin_body_bytes: int = 64 * 1024
+    max_file_bytes: int = 64 * 1024 * 1024
+    admin_mode: str = "open"
+    admin_token: str | None = None
+    admin_hosts: list[str] | None = None
+    video_cache: str | None = None
+    head_timeout: float = 10.0
+    keep_alive: float = 5.0
+
+    def __repr__(self) -> str:  # keys and the admin token never reach a log line
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["api_keys"] = None if self.api_keys is None else f"<{len(self.api_keys)} keys>"
+        shown["admin_token"] = None if self.admin_token is None else "<set>"
+        return f"ServeConfig({shown})"
+
+
+def make_store(config: ServeConfig) -> Store:
+    limits = Limits(**config.limits)
+    clock = Clock(config.speed)
+    if config.store is None:
+        return MemoryStore(limits, clock=clock)
+    from mock_server.redis_store import RedisStore
+
+    return RedisStore(config.store, limits, clock=clock)
+
+
+def build_app(config: ServeConfig) -> Starlette:
+    """The app one worker serves, from the config every worker shares."""
+    specs = load_specs(Path(config.specs) if config.specs else None)
+    access = AdminAccess(
+        mode=config.admin_mode,  # type: ignore[arg-type]
+        token=config.admin_token,
+        hosts=frozenset(config.admin_hosts) if config.admin_hosts is not None else None,
+    )
+    options = Options(
+        body_timeout=config.body_timeout,
+        admin_body_bytes=config.admin_body_bytes,
+        max_file_bytes=config.max_file_bytes,
+        admin=access,
+    )
+    app = create_app(
+        specs,
+        timing=config.timing,
+        api_keys=config.api_keys,
+        root_provider=config.root_provider,
+        store=make_store(config),
+        options=options,
+        videos=VideoCache(Path(config.video_cache) if config.video_cache else None),
+        lifespan=_lifespan,
+    )
+    return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    """Connect the store before the first request and freeze long-lived objects as they pile up."""
+    state = app.state.paddock
+    await state.start()
+    stop = asyncio.Event()
+
+    async def freeze() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), GC_FREEZE_EVERY)
+            gc.freeze()
+
+    task = asyncio.create_task(freeze())
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+        await state.store.close()
+
+
+def app_from_environment() -> Starlette:
+    """uvicorn's factory for each worker: the config ``serve`` left in the environment."""
+    raw = os.environ.get(ENV)
+    if raw is None:
+        raise RuntimeError(f"{ENV} is not set; start workers with 'paddock serve --workers N'")
+    return build_app(ServeConfig(**json.loads(raw)))
+
+
+def serve(config: ServeConfig, sock: socket.socket) -> None:
+    """Serve on ``sock`` (already bound, so the port is known and errors were one line)."""
+    import uvicorn
+
+    common: dict[str, Any] = {
+        "log_level": config.log_level,
+        "access_log": False,
+        "lifespan": "on",
+        "proxy_headers": False,
+        "timeout_keep_alive": config.keep_alive,
+        "http": "httptools",
+        "loop": "uvloop",
+    }
+    if config.workers <= 1:
+        app = build_app(config)
+        gc.freeze()
+        uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
+        return
+    host, port = sock.getsockname()[:2]
+    sock.close()  # uvicorn binds again for its workers; the port was free a moment ago
+    os.environ[ENV] = json.dumps(asdict(config))
+    uvicorn.run(
+        "mock_server.serving:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=config.workers,
+        **common,
+    )
