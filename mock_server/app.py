@@ -195,7 +195,7 @@ def create_app(
     if root_provider is not None:
         specs[root_provider]  # raises a clear KeyError for an unknown provider
     keys = frozenset(k for k in api_keys if k) if api_keys is not None else None
-    retention = {spec.provider: spec.task_retention for spec in specs}
+    retention = {spec.provider: spec.task_retention + spec.result_retention for spec in specs}
     if store is None:
         store = MemoryStore(limits, clock=clock or Clock(speed), retention=retention, secret=secret)
     else:

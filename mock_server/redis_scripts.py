@@ -12,9 +12,10 @@ __all__ = ["SCRIPTS"]
 # KEYS: task key, owner index, provider index, clock, tombstone key
 # ARGV: record, created_at, ttl_ms, per_key_cap, max_tasks, expire_before, clock gen,
 #       task id, task key prefix, expire_before for the other indexes, owner,
-#       provider index keys...
-# The tombstone (the owner's name alone) outlives the task by one more retention, so an
-# expired id answers as expired, not as never issued.
+#       tombstone key prefix, provider index keys...
+# The tombstone (the owner's name alone) outlives the task nine more keepings
+# (store.TOMBSTONE_KEEPS), so an
+# expired id answers as expired, not as never issued; an evicted task takes its own along.
 PUT_TASK = """
 local gen = redis.call('HGET', KEYS[4], 'gen') or '0'
 if gen ~= ARGV[7] then return 'clock' end
@@ -23,11 +24,11 @@ redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[6])
 local cap = tonumber(ARGV[4])
 while redis.call('ZCARD', KEYS[2]) >= cap do
   local oldest = redis.call('ZPOPMIN', KEYS[2])
-  redis.call('DEL', ARGV[9] .. oldest[1])
+  redis.call('DEL', ARGV[9] .. oldest[1], ARGV[12] .. oldest[1])
   redis.call('ZREM', KEYS[3], oldest[1])
 end
 local total = 0
-for i = 12, #ARGV do
+for i = 13, #ARGV do
   if ARGV[i] ~= KEYS[3] then
     redis.call('ZREMRANGEBYSCORE', ARGV[i], '-inf', '(' .. ARGV[10])
   end
@@ -35,7 +36,7 @@ for i = 12, #ARGV do
 end
 if total >= tonumber(ARGV[5]) then return 'full' end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-redis.call('SET', KEYS[5], ARGV[11], 'PX', 2 * tonumber(ARGV[3]))
+redis.call('SET', KEYS[5], ARGV[11], 'PX', 10 * tonumber(ARGV[3]))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[8])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[8])
 return 'ok'

@@ -331,6 +331,7 @@ class RedisStore:
                     self.key("t", task.provider, ""),
                     repr(now - longest),
                     task.owner,
+                    self.key("x", task.provider, ""),
                     *indexes,
                 ],
             )
@@ -349,7 +350,12 @@ class RedisStore:
     async def get_task(self, provider: str, task_id: str) -> TaskRecord | None:
         key = self._task_key(provider, task_id)
         raw = await self._command(lambda pipe: pipe.get(key))
-        return TaskRecord.from_json(orjson.loads(raw)) if raw is not None else None
+        return self._live(TaskRecord.from_json(orjson.loads(raw))) if raw is not None else None
+
+    def _live(self, task: TaskRecord) -> TaskRecord | None:
+        """The task unless the virtual clock has moved past its keeping (before Redis expiry)."""
+        keep = self.retention.get(task.provider, float("inf"))
+        return task if self.clock.now() - task.created_at < keep else None
 
     async def replace_task(self, old: TaskRecord, new: TaskRecord) -> bool:
         reply = await self._script(
@@ -364,7 +370,8 @@ class RedisStore:
             return []
         keys = [self._task_key(p, i) for p, i in provider_ids]
         raws = await self._command(lambda pipe: pipe.mget(keys))
-        return [TaskRecord.from_json(orjson.loads(raw)) for raw in raws if raw is not None]
+        found = (self._live(TaskRecord.from_json(orjson.loads(raw))) for raw in raws if raw)
+        return [task for task in found if task is not None]
 
     async def owner_tasks(self, provider: str, owner: str) -> list[TaskRecord]:
         key = self.key("o", provider, owner)

@@ -33,6 +33,9 @@ from mock_server.clock import Clock
 __all__ = ["Blob", "Limits", "MemoryStore", "Store", "StoreFull", "StoreUnavailable"]
 
 MiB = 1024 * 1024
+# A tombstone (an expired task's id and owner, nothing else) lasts this many keepings, so
+# an expired id keeps answering as expired rather than as never issued.
+TOMBSTONE_KEEPS = 10
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,9 @@ class Store(Protocol):
 
     limits: Limits
     clock: Clock
+    # How long each provider's tasks are kept: the task id's retention plus its result
+    # link's, so a link handed out at the last moment still downloads. Past it a task is
+    # gone (a tombstone remains), in virtual time and, in Redis, as key expiry.
     retention: Mapping[str, float]
 
     async def start(self) -> None:
@@ -222,15 +228,17 @@ class MemoryStore:
             owned[task.id] = None
         return task
 
-    def _drop_task(self, provider: str, task_id: str) -> None:
-        """Forget a task (expired or evicted), keeping a tombstone: its id and owner alone."""
+    def _drop_task(self, provider: str, task_id: str, *, expired: bool = False) -> None:
+        """Forget a task; an expired one leaves a tombstone: its id and owner alone."""
         task = self._tasks.pop((provider, task_id), None)
         if task is None:
             return
-        retention = self.retention.get(provider, 86400.0)
-        self._expired[(provider, task_id)] = (task.owner, task.created_at + 2 * retention)
-        while len(self._expired) > self.limits.max_tasks:
-            self._expired.popitem(last=False)
+        if expired:
+            retention = self.retention.get(provider, 86400.0)
+            until = task.created_at + TOMBSTONE_KEEPS * retention
+            self._expired[(provider, task_id)] = (task.owner, until)
+            while len(self._expired) > self.limits.max_tasks:
+                self._expired.popitem(last=False)
         owned = self._owned.get((provider, task.owner))
         if owned is not None:
             owned.pop(task_id, None)
@@ -248,10 +256,16 @@ class MemoryStore:
             retention = self.retention.get(provider, float("inf"))
             if now - task.created_at < retention:
                 return
-            self._drop_task(provider, task_id)
+            self._drop_task(provider, task_id, expired=True)
+
+    def _live(self, task: TaskRecord | None) -> TaskRecord | None:
+        if task is None:
+            return None
+        keep = self.retention.get(task.provider, float("inf"))
+        return task if self.clock.now() - task.created_at < keep else None
 
     async def get_task(self, provider: str, task_id: str) -> TaskRecord | None:
-        return self._tasks.get((provider, task_id))
+        return self._live(self._tasks.get((provider, task_id)))
 
     async def replace_task(self, old: TaskRecord, new: TaskRecord) -> bool:
         with self._lock:
@@ -262,12 +276,13 @@ class MemoryStore:
 
     async def owner_tasks(self, provider: str, owner: str) -> list[TaskRecord]:
         ids = list(self._owned.get((provider, owner), ()))
-        found = (self._tasks.get((provider, task_id)) for task_id in reversed(ids))
+        found = (self._live(self._tasks.get((provider, task_id))) for task_id in reversed(ids))
         return [task for task in found if task is not None]
 
     async def page_tasks(
         self, provider: str | None, offset: int, limit: int
     ) -> tuple[list[TaskRecord], int]:
+        self._expire_tasks()
         tasks = list(self._tasks.values())
         if provider is not None:
             tasks = [task for task in tasks if task.provider == provider]
@@ -275,9 +290,14 @@ class MemoryStore:
         return tasks[offset : offset + limit], len(tasks)
 
     async def count_tasks(self) -> int:
+        with self._lock:
+            self._expire_tasks()
         return len(self._tasks)
 
     async def expired_owner(self, provider: str, task_id: str) -> str | None:
+        task = self._tasks.get((provider, task_id))
+        if task is not None:
+            return task.owner if self._live(task) is None else None
         held = self._expired.get((provider, task_id))
         return held[0] if held is not None and held[1] > self.clock.now() else None
 

@@ -144,15 +144,20 @@ def test_tasks_past_retention_leave_the_index(make_store: MakeStore) -> None:
     run(go)
 
 
-def test_an_expired_or_evicted_task_leaves_only_a_tombstone(make_store: MakeStore) -> None:
+def test_an_expired_task_leaves_only_a_tombstone(make_store: MakeStore) -> None:
     async def go() -> None:
         store = await started(make_store(Limits(max_tasks_per_key=1)))
+        await store.put_task(task("evicted", owner="bob", at=store.clock.now()))
+        await store.put_task(task("bob-2", owner="bob", at=store.clock.now()))
         await store.put_task(task("gone", at=store.clock.now()))
-        await store.put_task(task("kept", at=store.clock.now()))
+        await store.advance_clock(RETENTION["dashscope"] + 1)
+        await store.put_task(task("kept", owner="carol", at=store.clock.now()))
         assert await store.get_task("dashscope", "gone") is None
         assert await store.expired_owner("dashscope", "gone") == "alice"
         assert await store.expired_owner("dashscope", "kept") is None
         assert await store.expired_owner("dashscope", "never") is None
+        # An evicted task was not expired: it is simply unknown now, and keeps no tombstone.
+        assert await store.expired_owner("dashscope", "evicted") is None
         await store.close()
 
     run(go)
