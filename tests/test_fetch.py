@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -211,6 +212,62 @@ def test_other_names_for_the_loopback_server_are_refused(host: str) -> None:
     run(test)
 
 
+class HostsLoop(asyncio.SelectorEventLoop):
+    """An event loop whose resolver knows a few extra names, like lines in /etc/hosts."""
+
+    def __init__(self, hosts: dict[str, list[str]]) -> None:
+        super().__init__()
+        self.hosts = hosts
+        self.lookups: list[str] = []
+
+    async def getaddrinfo(self, host: Any, port: Any, **kwargs: Any) -> Any:
+        self.lookups.append(str(host))
+        if host not in self.hosts:
+            return await super().getaddrinfo(host, port, **kwargs)
+        return [
+            (family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", address)
+            for ip in self.hosts[host]
+            for family, address in [
+                (socket.AF_INET6, (ip, port, 0, 0)) if ":" in ip else (socket.AF_INET, (ip, port))
+            ]
+        ]
+
+
+def run_with_hosts(
+    hosts: dict[str, list[str]], test: Callable[[], Coroutine[Any, Any, None]]
+) -> HostsLoop:
+    loop = HostsLoop(hosts)
+    with asyncio.Runner(loop_factory=lambda: loop) as runner:
+        runner.run(asyncio.wait_for(test(), 30))
+    return loop
+
+
+def test_the_connection_goes_to_the_vetted_address_without_a_second_lookup() -> None:
+    async def test() -> None:
+        async with media_server() as server:
+            port = server.base.rsplit(":", 1)[1]
+            fetcher = MediaFetcher(allow=["media.test"])
+            assert await fetcher.fetch(f"http://media.test:{port}/frame.png") == PNG
+            assert f"Host: media.test:{port}\r\n" in server.heads[0].decode()
+
+    # A second lookup is what DNS rebinding exploits: the answer that was vetted
+    # must be the one connected to.
+    loop = run_with_hosts({"media.test": ["127.0.0.1"]}, test)
+    assert loop.lookups.count("media.test") == 1
+
+
+def test_a_name_is_refused_if_any_of_its_addresses_is_inner() -> None:
+    async def test() -> None:
+        async with media_server() as server:
+            port = server.base.rsplit(":", 1)[1]
+            error = await refused(MediaFetcher(timeout=5), f"http://mixed.test:{port}/frame.png")
+            assert error.reason == "address"
+            assert "mixed.test resolves to 127.0.0.1, a loopback address" in error.detail
+            assert server.heads == []
+
+    run_with_hosts({"mixed.test": ["8.8.8.8", "127.0.0.1"]}, test)
+
+
 def test_a_redirect_is_vetted_again_at_every_hop() -> None:
     async def test() -> None:
         async with media_server() as first, media_server() as second:
@@ -320,6 +377,7 @@ def test_concurrent_fetches_are_bounded_and_repeats_come_from_the_cache() -> Non
             results = await fetcher.fetch_all(urls + urls[:3])
             assert list(results) == urls and all(data == PNG for data in results.values())
             assert server.peak <= 2 and len(server.heads) == 12
+            assert await fetcher.fetch(urls[0]) == PNG and len(server.heads) == 12  # cached
 
             uncached = MediaFetcher(allow=["127.0.0.1"], cache_bytes=0)
             for _ in range(2):
