@@ -99,6 +99,21 @@ _CLASSES: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] 
         (("169.254.0.0/16", "fe80::/10"), "a link-local address"),
         (("100.64.0.0/10",), "a carrier-grade NAT address (100.64.0.0/10)"),
         (("224.0.0.0/4", "ff00::/8"), "a multicast address"),
+        (("fec0::/10",), "a site-local address"),
+        # Named here because Python versions disagree on which of them is_global covers.
+        (
+            (
+                "192.0.0.0/24",
+                "192.0.2.0/24",
+                "198.18.0.0/15",
+                "198.51.100.0/24",
+                "203.0.113.0/24",
+                "100::/64",
+                "2001:db8::/32",
+                "3fff::/20",
+            ),
+            "a special-purpose address, not on the public internet",
+        ),
     )
     for net in nets
 )
@@ -278,7 +293,9 @@ def _checked_url(url: str | httpx.URL) -> httpx.URL:
         raise FetchError("url", f"{shown!r} is not an http(s) URL; only http and https are fetched")
     if parsed.userinfo:
         raise FetchError(
-            "url", f"{shown!r} carries a user name or password; such URLs are not fetched"
+            "url",
+            f"the URL for {parsed.host} carries a user name or password;"
+            " media URLs with credentials are not fetched",
         )
     if not parsed.host:
         raise FetchError("url", f"{shown!r} has no host")
@@ -422,6 +439,8 @@ class MediaFetcher:
                         raise FetchError(
                             "url", f"{host} redirected to an invalid URL {_clip(location)!r}"
                         ) from None
+                    except FetchError as exc:
+                        raise FetchError(exc.reason, f"it redirected, and {exc.detail}") from None
                 if not 200 <= status < 300:
                     raise FetchError("status", f"HTTP {status} from {host}")
                 return await self._body(response, host)

@@ -137,7 +137,11 @@ async def refused(fetcher: MediaFetcher, url: str) -> FetchError:
         ("0.0.0.0", "an unspecified address"),
         ("::", "an unspecified address"),
         ("240.0.0.1", "a reserved address"),
-        ("192.0.2.1", "not a public address"),
+        ("192.0.2.1", "a special-purpose address, not on the public internet"),
+        ("192.0.0.8", "a special-purpose address, not on the public internet"),
+        ("3fff::1", "a special-purpose address, not on the public internet"),
+        ("fec0::1", "a site-local address"),
+        ("2001::1", "not a public address"),  # Teredo
         ("169.254.169.254", "a cloud metadata address"),
         ("100.100.100.200", "a cloud metadata address"),
         ("fd00:ec2::254", "a cloud metadata address"),
