@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -28,6 +28,7 @@ from contracts.spec import SpecSet, load_specs
 from mock_server import admin, objects
 from mock_server.admin import AdminAccess
 from mock_server.clock import Clock
+from mock_server.fetch import MediaFetcher
 from mock_server.journal import Journal
 from mock_server.service import Endpoint, ProviderService, json_response
 from mock_server.storage import Signer
@@ -37,12 +38,6 @@ from mock_server.videos import VideoCache
 __all__ = ["MockApp", "MockState", "Options", "create_app"]
 
 log = logging.getLogger("paddock.mock")
-
-
-class Fetcher(Protocol):
-    """Remote media fetching (``--fetch-media``): the bytes, or MediaUnavailable."""
-
-    async def fetch(self, url: str) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -72,7 +67,7 @@ class MockState:
     api_keys: frozenset[str] | None
     root_provider: str | None
     options: Options
-    fetcher: Fetcher | None = None
+    fetcher: MediaFetcher | None = None
     signer: Signer = field(default_factory=Signer)
     services: dict[str, ProviderService] = field(default_factory=dict)
     _signed: BoundedCache[tuple[str, str, str, int], str] = field(
@@ -177,7 +172,7 @@ def create_app(
     store: Store | None = None,
     limits: Limits | None = None,
     options: Options | None = None,
-    fetcher: Fetcher | None = None,
+    fetcher: MediaFetcher | None = None,
     videos: VideoCache | None = None,
     video_cache_dir: Path | None = None,
     secret: bytes | None = None,

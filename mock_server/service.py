@@ -25,7 +25,6 @@ from contracts.lifecycle import draw_plan, output_shape, progress_at, state_at, 
 from contracts.spec import ErrorDef, Operation, Spec
 from contracts.task import TaskRecord
 from contracts.validate import (
-    MediaUnavailable,
     Violation,
     check_auth,
     check_headers,
@@ -34,6 +33,7 @@ from contracts.validate import (
     validate_create,
 )
 from contracts.views import error_view, make_id, new_uuid, new_uuids, task_view
+from mock_server.fetch import validate_fetching
 from mock_server.reading import BodyTimeout, BodyTooLarge, ClientGone, read_body
 from mock_server.scenarios import HEADER as SCENARIO_HEADER
 from mock_server.scenarios import ScenarioError, parse_scenario
@@ -236,20 +236,13 @@ class ProviderService:
         return task if task is not None and task.owner == owner else None
 
     async def _media_resolver(self, doc: Mapping[str, Any], owner: str) -> MockMediaResolver:
-        """Look up, before the synchronous validator runs, every file the body names."""
+        """Look up, before the synchronous validator runs, every stored file the body names."""
         blobs: dict[str, Blob | None] = {}
-        fetched: dict[str, bytes | MediaUnavailable] = {}
-        fetcher = self.state.fetcher
         for url in media_urls(self.spec, doc):
             key = blob_key(url, self.spec.upload_scheme)
             if key is not None:
                 blobs[url] = await self.state.store.get_blob(key)
-            elif fetcher is not None and url.startswith(("http://", "https://")):
-                try:
-                    fetched[url] = await fetcher.fetch(url)
-                except MediaUnavailable as exc:
-                    fetched[url] = exc
-        return MockMediaResolver(self.spec.upload_scheme, owner, blobs, fetched)
+        return MockMediaResolver(self.spec.upload_scheme, owner, blobs)
 
     # -- operations -----------------------------------------------------------------------------
 
@@ -281,7 +274,9 @@ class ProviderService:
         if scenario.reject is not None:
             return self.error(spec.error(scenario.reject))
         resolver = await self._media_resolver(doc, owner)
-        result = validate_create(spec, headers, doc, resolver)
+        result = await validate_fetching(
+            lambda found: validate_create(spec, headers, doc, found), resolver, self.state.fetcher
+        )
         if isinstance(result, Violation):
             marks["violation"] = str(result)
             return self.violation(result)

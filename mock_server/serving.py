@@ -28,6 +28,7 @@ from contracts.spec import load_specs
 from mock_server.admin import AdminAccess
 from mock_server.app import Options, create_app
 from mock_server.clock import Clock
+from mock_server.fetch import MediaFetcher
 from mock_server.store import Limits, MemoryStore, Store
 from mock_server.videos import VideoCache
 
@@ -64,6 +65,10 @@ class ServeConfig:
     video_cache: str | None = None
     head_timeout: float = 10.0
     keep_alive: float = 5.0
+    fetch_media: bool = False
+    fetch_allow: list[str] = field(default_factory=list)
+    fetch_max_bytes: int = 16 * 1024 * 1024
+    fetch_timeout: float = 10.0
 
     def __repr__(self) -> str:  # keys and the admin token never reach a log line
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -104,6 +109,11 @@ def build_app(config: ServeConfig) -> Starlette:
         store=make_store(config),
         options=options,
         videos=VideoCache(Path(config.video_cache) if config.video_cache else None),
+        fetcher=MediaFetcher(
+            config.fetch_allow, max_bytes=config.fetch_max_bytes, timeout=config.fetch_timeout
+        )
+        if config.fetch_media
+        else None,
         lifespan=_lifespan,
     )
     return app

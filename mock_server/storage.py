@@ -135,23 +135,18 @@ class MockMediaResolver:
     """Resolve one create's media URLs from what was looked up before validation.
 
     ``blobs`` maps each URL naming one of the mock's files to what the store
-    held (None: nothing); ``fetched`` maps remote URLs fetched with
-    ``--fetch-media`` to their bytes or the reason they could not be fetched.
-    An uploaded file is only usable by the key that uploaded it: to any other
-    key it does not exist, as on the real object storage.
+    held (None: nothing). An uploaded file is only usable by the key that
+    uploaded it: to any other key it does not exist, as on object storage.
+    Other http(s) URLs answer ``remote``, which ``--fetch-media`` then fetches
+    (``mock_server.fetch.validate_fetching``).
     """
 
     def __init__(
-        self,
-        upload_scheme: str | None,
-        owner: str,
-        blobs: Mapping[str, Blob | None],
-        fetched: Mapping[str, bytes | MediaUnavailable] | None = None,
+        self, upload_scheme: str | None, owner: str, blobs: Mapping[str, Blob | None]
     ) -> None:
         self._upload_scheme = upload_scheme
         self._owner = owner
         self._blobs = blobs
-        self._fetched = fetched or {}
 
     def resolve(self, url: str) -> tuple[str, MediaInfo | None]:
         if url.startswith("data:"):
@@ -169,11 +164,6 @@ class MockMediaResolver:
         blob = self._blobs.get(url)
         if blob is not None:
             return "hosted", _probed(blob.data, blob.info)
-        fetched = self._fetched.get(url)
-        if isinstance(fetched, MediaUnavailable):
-            raise fetched
-        if fetched is not None:
-            return "fetched", _probed(fetched, None)
         return "remote", None
 
 

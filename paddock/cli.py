@@ -236,6 +236,32 @@ def _serve_flags(serve: argparse.ArgumentParser) -> None:
     bounds.add_argument(
         "--video-cache", type=Path, help="keep rendered result videos in this directory"
     )
+    fetch = serve.add_argument_group("remote media")
+    fetch.add_argument(
+        "--fetch-media",
+        action="store_true",
+        help="fetch http(s) media and judge its bytes like an upload; private, loopback, "
+        "link-local and metadata addresses are refused (default: accept on syntax alone)",
+    )
+    fetch.add_argument(
+        "--fetch-allow",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="with --fetch-media, also fetch from this host even if it is private (repeatable)",
+    )
+    fetch.add_argument(
+        "--fetch-max-bytes",
+        type=_size,
+        default=16 * 1024 * 1024,
+        help="largest remote file fetched (default 16MiB)",
+    )
+    fetch.add_argument(
+        "--fetch-timeout",
+        type=_seconds,
+        default=10.0,
+        help="seconds for a whole fetch, redirects included (default 10)",
+    )
     admin = serve.add_argument_group("admin API (/_paddock)")
     admin.add_argument(
         "--admin-token",
@@ -709,6 +735,10 @@ def _serve(args: argparse.Namespace) -> int:
         video_cache=str(args.video_cache) if args.video_cache else None,
         head_timeout=args.head_timeout,
         keep_alive=args.keep_alive,
+        fetch_media=args.fetch_media,
+        fetch_allow=args.fetch_allow,
+        fetch_max_bytes=args.fetch_max_bytes,
+        fetch_timeout=args.fetch_timeout,
     )
     shown = f"[{host}]" if ":" in host else host
     base = f"http://{shown}:{port}"
