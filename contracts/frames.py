@@ -42,10 +42,6 @@ class FrameSizes:
         """The (width, height) of a result at this resolution and named ratio."""
         return self.sizes[resolution][ratio]
 
-    def all_sizes(self) -> frozenset[tuple[int, int]]:
-        """Every frame size a result of this provider can have."""
-        return frozenset(size for rows in self.sizes.values() for size in rows.values())
-
 
 def nearest_ratio(ratios: Mapping[str, float], aspect: float) -> str:
     """The name in ``ratios`` (name to width / height) closest to ``aspect`` on a log scale."""
