@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
-from functools import lru_cache
 from statistics import NormalDist
 from typing import Literal
 
+from contracts.frames import nearest_ratio
 from contracts.spec import ModelRules, Spec
 from contracts.task import OutputShape, Plan, TaskRecord, TaskRequest
 
@@ -115,59 +115,39 @@ def progress_at(
     return values[max(index, 0)]
 
 
-def nearest_ratio(ratios: Mapping[str, float], aspect: float) -> str:
-    """The named ratio closest to an aspect, for usage fields that report one."""
-    return _nearest(tuple(ratios.items()), round(aspect, 4))
-
-
-@lru_cache(maxsize=1024)
-def _nearest(ratios: tuple[tuple[str, float], ...], aspect: float) -> str:
-    return min(ratios, key=lambda item: abs(math.log(item[1] / aspect)))[0]
-
-
 def output_shape(spec: Spec, rules: ModelRules, request: TaskRequest) -> OutputShape:
-    """The result video's frame size: the resolution's pixel count at the request's aspect.
+    """The result video's shape: a row of the spec's frame table, and how usage reports it.
 
-    The aspect comes from the model's ``output.aspect`` sources in order: a
-    parameter counts when the request set it, a media type when the request
-    carried a probed one; failing all, the first parameter's default, then 16:9.
+    The resolution is the request's (else the largest). The ratio comes from the model's
+    ``output.aspect`` sources in order: a parameter counts when the request set it, a media
+    type when the request carried a probed one, whose aspect snaps to the nearest named ratio;
+    failing all, the first parameter's default, then the ratio nearest the resolution's own
+    size. Size and reported ratio come from the same row, so they cannot disagree.
     """
-    aspect: float | None = None
-    for source in rules.aspect_sources:
-        if source in rules.parameters:
-            if source in request.explicit:
-                aspect = spec.ratios.get(str(request.parameters[source]))
-        else:
-            item = request.first(source)
-            if item is not None and item.info is not None and item.info.aspect:
-                aspect = item.info.aspect
-        if aspect is not None:
-            break
-    if aspect is None:
-        for source in rules.aspect_sources:
-            if source in rules.parameters and rules.parameters[source].has_default:
-                aspect = spec.ratios.get(str(rules.parameters[source].default))
-                break
-    if aspect is None:
-        aspect = 16 / 9
-    aspect = min(max(aspect, 0.4), 2.5)
-
     resolution = str(request.parameters.get("resolution", ""))
-    if resolution in spec.resolutions:
-        base_w, base_h, sr = spec.resolutions[resolution]
-    else:
-        base_w, base_h, sr = max(spec.resolutions.values(), key=lambda r: r[0] * r[1])
-    area = base_w * base_h
-    width = _even(math.sqrt(area * aspect))
-    height = _even(math.sqrt(area / aspect))
+    if resolution not in spec.resolutions:
+        resolution = max(spec.resolutions, key=lambda r: math.prod(spec.resolutions[r][:2]))
+    base_w, base_h, sr = spec.resolutions[resolution]
+    ratio = _ratio(spec, rules, request) or spec.frames.nearest_ratio(base_w / base_h)
+    width, height = spec.frames.size(resolution, ratio)
     duration = int(request.parameters.get("duration", 5))
-    ratio = (
-        str(request.parameters["ratio"])
-        if "ratio" in request.parameters and "ratio" in rules.parameters
-        else nearest_ratio(spec.ratios, width / height)
-    )
     return OutputShape(width, height, duration, spec.result_fps, sr, ratio)
 
 
-def _even(value: float) -> int:
-    return max(2, round(value / 2) * 2)
+def _ratio(spec: Spec, rules: ModelRules, request: TaskRequest) -> str | None:
+    frames = spec.frames
+    for source in rules.aspect_sources:
+        if source in rules.parameters:
+            value = str(request.parameters.get(source))
+            if source in request.explicit and value in frames.ratios:
+                return value
+        else:
+            item = request.first(source)
+            if item is not None and item.info is not None and item.info.aspect:
+                return frames.nearest_ratio(item.info.aspect)
+    for source in rules.aspect_sources:
+        param = rules.parameters.get(source)
+        if param is not None and param.has_default:
+            default = str(param.default)
+            return default if default in frames.ratios else None
+    return None

@@ -26,6 +26,7 @@ import jsonschema
 import jsonschema.exceptions
 import yaml
 
+from contracts.frames import FrameSizes, frame_sizes
 from contracts.wire import CANONICAL_STATES, Template, TemplateError, compile_template
 
 __all__ = [
@@ -252,6 +253,8 @@ class Spec:
     signature_params: tuple[str, ...]
     resolutions: Mapping[str, tuple[int, int, int]]
     ratios: Mapping[str, float]
+    # The only frame sizes a result video can have, by resolution and named ratio.
+    frames: FrameSizes
     create_response: Template
     create_status: int
     query_response: QueryResponse
@@ -786,6 +789,7 @@ def _typed(doc: Json, file: str) -> Spec:
             {k: (v["size"][0], v["size"][1], v["sr"]) for k, v in doc["resolutions"].items()}
         ),
         ratios=MappingProxyType(dict(doc["ratios"])),
+        frames=frame_sizes(doc, fail),
         create_response=tpl(responses["create"]["body"], "responses.create.body"),
         create_status=responses["create"]["status"],
         query_response=QueryResponse(

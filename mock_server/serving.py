@@ -30,7 +30,7 @@ from mock_server.app import Options, create_app
 from mock_server.clock import Clock
 from mock_server.fetch import MediaFetcher
 from mock_server.store import Limits, MemoryStore, Store
-from mock_server.videos import VideoCache
+from mock_server.videos import DEFAULT_MAX_DISK_BYTES, DEFAULT_MAX_MEMORY_BYTES, VideoCache
 
 __all__ = ["ENV", "ServeConfig", "app_from_environment", "build_app", "serve"]
 
@@ -63,6 +63,9 @@ class ServeConfig:
     admin_token: str | None = None
     admin_hosts: list[str] | None = None
     video_cache: str | None = None
+    video_cache_bytes: int = DEFAULT_MAX_DISK_BYTES
+    video_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES
+    renders: int | None = None
     head_timeout: float = 10.0
     keep_alive: float = 5.0
     fetch_media: bool = False
@@ -108,7 +111,12 @@ def build_app(config: ServeConfig) -> Starlette:
         root_provider=config.root_provider,
         store=make_store(config),
         options=options,
-        videos=VideoCache(Path(config.video_cache) if config.video_cache else None),
+        videos=VideoCache(
+            Path(config.video_cache) if config.video_cache else None,
+            max_memory_bytes=config.video_memory_bytes,
+            max_disk_bytes=config.video_cache_bytes,
+            max_renders=config.renders,
+        ),
         fetcher=MediaFetcher(
             config.fetch_allow, max_bytes=config.fetch_max_bytes, timeout=config.fetch_timeout
         )

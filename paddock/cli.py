@@ -236,6 +236,23 @@ def _serve_flags(serve: argparse.ArgumentParser) -> None:
     bounds.add_argument(
         "--video-cache", type=Path, help="keep rendered result videos in this directory"
     )
+    bounds.add_argument(
+        "--video-cache-bytes",
+        type=_size,
+        default=1024**3,
+        help="size of --video-cache; least recently used clips go first (default 1GiB)",
+    )
+    bounds.add_argument(
+        "--video-memory-bytes",
+        type=_size,
+        default=64 * 1024 * 1024,
+        help="rendered clips kept in memory per worker (default 64MiB)",
+    )
+    bounds.add_argument(
+        "--renders",
+        type=_positive_int,
+        help="result videos rendered at once per worker; others wait (default: CPUs)",
+    )
     fetch = serve.add_argument_group("remote media")
     fetch.add_argument(
         "--fetch-media",
@@ -733,6 +750,9 @@ def _serve(args: argparse.Namespace) -> int:
         admin_token=token,
         admin_hosts=sorted(LOOPBACK_HOSTS) if loopback else None,
         video_cache=str(args.video_cache) if args.video_cache else None,
+        video_cache_bytes=args.video_cache_bytes,
+        video_memory_bytes=args.video_memory_bytes,
+        renders=args.renders,
         head_timeout=args.head_timeout,
         keep_alive=args.keep_alive,
         fetch_media=args.fetch_media,

@@ -49,14 +49,15 @@ def test_sdk_round_trip_with_local_file_upload(sdk_server: LiveServer, tmp_path:
     assert done.output.task_status == "SUCCEEDED"
     assert done.usage.duration == 3
 
-    # The uploaded file was probed for real: the result follows its 3:2 aspect.
+    # The uploaded file was probed for real: its 3:2 aspect snaps to the nearest named
+    # ratio, 4:3, not the 16:9 a model falls back to.
     video = httpx.get(done.output.video_url)
     assert video.status_code == 200
     with av.open(io.BytesIO(video.content)) as container:
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264"
         assert stream.average_rate == 24
-        assert stream.width / stream.height == pytest.approx(1.5, rel=0.01)
+        assert (stream.width, stream.height) == (1104, 832)
         assert container.duration / 1e6 == pytest.approx(3.0, abs=0.05)
     [task] = stored_tasks(sdk_server.state)
     assert task.request.media[0].origin == "upload"

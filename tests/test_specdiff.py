@@ -181,6 +181,11 @@ EDITS: list[tuple[str, list[Edit], list[Row]]] = [
         [("timing-changed", "timing.RUNNING", False, [100, 280], [200, 400])],
     ),
     (
+        "result frame size changed",
+        [put("resolutions", "720P", "frames", "4:3", [1108, 832])],
+        [("output-shape-changed", "resolutions.720P.frames.4:3", False, [1104, 832], [1108, 832])],
+    ),
+    (
         "model removed",
         [drop("models", "wan2.7-i2v")],
         [("model-removed", "models.wan2.7-i2v", True, "wan2.7-i2v", None)],

@@ -340,6 +340,13 @@ def _spec_wide(out: _Changes, old: Spec, new: Spec) -> None:
         says = f"resolution {name} now renders as {{new}} [width, height, sr] (was {{old}})"
         says = says if was and now else f"resolution {name} is now {'gone' if was else 'known'}"
         out.change("output-shape-changed", False, ("resolutions", name), was, now, says)
+    for name, rows_was, rows_now in _keyed(old.frames.sizes, new.frames.sizes):
+        # A resolution or ratio coming or going is reported above and below; here, a size moved.
+        for ratio, was, now in _keyed(rows_was or {}, rows_now or {}):
+            if was and now:
+                says = f"{name} at {ratio} now renders as {{new}} [width, height] (was {{old}})"
+                path = ("resolutions", name, "frames", ratio)
+                out.change("output-shape-changed", False, path, list(was), list(now), says)
     for name, was, now in _keyed(old.ratios, new.ratios):
         says = f"ratio {name} now renders with aspect {{new}} (was {{old}})"
         out.change("output-shape-changed", False, ("ratios", name), was, now, says)
