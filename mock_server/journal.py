@@ -14,32 +14,16 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from contracts.redaction import RedactionPolicy
 from contracts.task import TaskRequest
 
-__all__ = ["Journal", "redact_headers", "summarize_body"]
+__all__ = ["Journal", "summarize_body"]
 
-# Any header whose name suggests a credential is redacted, not just Authorization:
-# providers and SDKs invent their own (X-DashScope-ApiKey, X-Api-Key...).
-_SECRET_PARTS = (b"auth", b"key", b"token", b"secret", b"signature", b"cookie", b"password")
-_SCHEMES = frozenset({b"bearer", b"basic", b"token", b"digest"})
 _BODY_KEEP = 16 * 1024
 _DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*,[A-Za-z0-9+/=%_.-]{64,}")
-
-
-def redact_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """ASGI raw headers with credentials replaced: the scheme stays, the key never does."""
-    # ASGI servers hand header names over in lower case.
-    return [(name, _redact(value) if _secret(name) else value) for name, value in headers]
-
-
-def _secret(name: bytes) -> bool:
-    return any(part in name for part in _SECRET_PARTS)
-
-
-def _redact(value: bytes) -> bytes:
-    """Keep a scheme word (``Bearer``) so a person can see which auth was tried; never the rest."""
-    first = value.split(b" ", 1)[0]
-    return first + b" <redacted>" if first.lower() in _SCHEMES else b"<redacted>"
+# Headers, bodies and messages go through the project's one redaction policy
+# (contracts.redaction), with the journal's own marker.
+_POLICY = RedactionPolicy(marker="<redacted>")
 
 
 def _expand(marks: Mapping[str, Any]) -> dict[str, Any]:
@@ -76,9 +60,14 @@ def summarize_body(body: bytes) -> str:
 
 
 class Journal:
-    """The newest ``size`` requests, oldest dropped first."""
+    """The newest ``size`` requests, oldest dropped first.
 
-    def __init__(self, size: int = 1000) -> None:
+    ``policy`` redacts what is written; give it the server's keys
+    (``RedactionPolicy.with_secrets``) to hide them wherever they appear.
+    """
+
+    def __init__(self, size: int = 1000, policy: RedactionPolicy | None = None) -> None:
+        self._policy = policy or _POLICY
         self._entries: deque[tuple[Any, ...]] = deque(maxlen=size)
         self._ids = itertools.count(1)
 
@@ -106,13 +95,17 @@ class Journal:
                 provider,
                 operation,
                 status,
-                redact_headers(headers),
-                body[: _BODY_KEEP + 1] if body else b"",
+                self._policy.raw_headers(headers),
+                self._policy.body(body[: _BODY_KEEP + 1]) if body else b"",
                 elapsed_ms,
-                dict(marks) if marks else None,
+                self._marks(marks) if marks else None,
                 task_id,
             )
         )
+
+    def _marks(self, marks: Mapping[str, Any]) -> dict[str, Any]:
+        # A violation's message may quote what the client sent (a media URL).
+        return {k: self._policy.text(v) if isinstance(v, str) else v for k, v in marks.items()}
 
     def entries(
         self, limit: int | None = None, provider: str | None = None
