@@ -167,13 +167,14 @@ _SCHEMES = frozenset(
 
 _SEPARATORS = re.compile(r"[-_.\s]+")
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
-_HINT_BYTES = (b"://", b"=", b"earer", b"EARER", b"asic", b"ASIC")
 _URL_TAIL = re.compile(r"[^\s\"'<>\\`]*")
 _SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
 _AUTH_IN_TEXT = re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{8,}")
 # A JSON string member, possibly cut off at a length limit (no closing quote).
 _JSON_PAIR = re.compile(r'"([^"\\\n]{1,64})"(\s*:\s*)"(?:[^"\\]|\\.)*"?')
-_NAME_VALUE = re.compile(r"(?<![\w.%-])([A-Za-z_][\w.-]{0,63})=([^\s&\"'<>,;]+)")
+# The name of a name=value pair, ending where the "=" is (searched up to it).
+_NAME_BEFORE = re.compile(r"(?<![\w.%-])[A-Za-z_][\w.-]{0,63}\Z")
+_VALUE = re.compile(r"[^\s&\"'<>,;]+")
 
 
 @lru_cache(maxsize=NAME_CACHE)
@@ -204,6 +205,21 @@ def secret_field(name: str) -> bool:
     return any(word in joined for word in _FIELD_WORDS)
 
 
+@lru_cache(maxsize=NAME_CACHE)
+def _plain_value(value: bytes) -> bool:
+    """Whether a header value holds nothing the text rules act on (barring known secrets).
+
+    Cached because most values repeat on every request (``enable``,
+    ``application/json``, a client's User-Agent); only values of headers whose
+    name is not a credential's ever reach it.
+    """
+    text = value.decode("latin-1")
+    if "://" in text or "=" in text or '"' in text:
+        return False
+    lowered = text.lower()
+    return "bearer" not in lowered and "basic" not in lowered
+
+
 class RedactionPolicy:
     """The redaction rules, with what a caller knows: its secrets and its spec's link params.
 
@@ -214,7 +230,7 @@ class RedactionPolicy:
     ``marker``: what a redacted value reads as.
     """
 
-    __slots__ = ("_keep", "_secrets", "_signed", "marker")
+    __slots__ = ("_keep", "_secret_bytes", "_secrets", "_signed", "marker")
 
     def __init__(
         self,
@@ -226,6 +242,7 @@ class RedactionPolicy:
     ) -> None:
         # Longest first, so a secret that contains another is replaced whole.
         self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+        self._secret_bytes = tuple(s.encode("latin-1", "replace") for s in self._secrets)
         self._signed = frozenset(p.lower() for p in signature_params)
         self._keep = frozenset(p.lower() for p in keep_params)
         self.marker = marker
@@ -257,10 +274,16 @@ class RedactionPolicy:
         for name, value in headers:
             if secret_header(name):
                 value = self._credential(value.decode("latin-1")).encode("latin-1", "replace")
-            elif self._secrets or any(hint in value for hint in _HINT_BYTES):
+            elif self._maybe(value):
                 value = self.text(value.decode("latin-1")).encode("latin-1", "replace")
             out.append((name, value))
         return out
+
+    def _maybe(self, value: bytes) -> bool:
+        """Whether a header value may hold anything :meth:`text` hides."""
+        if not _plain_value(value):
+            return True
+        return bool(self._secret_bytes) and any(s in value for s in self._secret_bytes)
 
     def _credential(self, value: str) -> str:
         """A credential header's value: its scheme word stays, the rest never does."""
@@ -313,16 +336,21 @@ class RedactionPolicy:
 
     def text(self, text: str) -> str:
         """Free text (a log line, a message, a body that is not JSON) as it may be shown."""
+        # Each rule is gated by a substring test: most strings (prompts, ids,
+        # base64) need none, and these tests cost far less than a regex scan.
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, self.marker)
-        if "://" in text:
+        # A URL hides something only in userinfo ("@"), a query or a fragment.
+        if "://" in text and ("@" in text or "?" in text or "#" in text):
             text = self._urls(text)
-        text = _AUTH_IN_TEXT.sub(lambda m: f"{m.group(1)}{m.group(2)}{self.marker}", text)
+        lowered = text.lower()
+        if "bearer" in lowered or "basic" in lowered:
+            text = _AUTH_IN_TEXT.sub(lambda m: f"{m.group(1)}{m.group(2)}{self.marker}", text)
         if '"' in text:
             text = _JSON_PAIR.sub(self._pair, text)
         if "=" in text:
-            text = _NAME_VALUE.sub(self._name_value, text)
+            text = self._name_values(text)
         return text
 
     def _urls(self, text: str) -> str:
@@ -346,10 +374,27 @@ class RedactionPolicy:
             return match.group(0)
         return f'"{match.group(1)}"{match.group(2)}"{self.marker}"'
 
-    def _name_value(self, match: re.Match[str]) -> str:
-        if match.group(2) == self.marker or not self._secret_param(match.group(1)):
-            return match.group(0)
-        return f"{match.group(1)}={self.marker}"
+    def _name_values(self, text: str) -> str:
+        # Found by "=" and read backwards: a regex for name=value would try a
+        # name at every character of a long base64 run.
+        out: list[str] = []
+        pos = 0
+        while (eq := text.find("=", pos)) >= 0:
+            name = _NAME_BEFORE.search(text, max(pos, eq - 64), eq)
+            value = _VALUE.match(text, eq + 1)
+            if (
+                name is not None
+                and value is not None
+                and value.group(0) != self.marker
+                and self._secret_param(name.group(0))
+            ):
+                out += [text[pos : eq + 1], self.marker]
+                pos = value.end()
+            else:
+                out.append(text[pos : eq + 1])
+                pos = eq + 1
+        out.append(text[pos:])
+        return "".join(out)
 
     # -- JSON -----------------------------------------------------------------------------------
 
@@ -362,38 +407,51 @@ class RedactionPolicy:
         return self._value(value, False, 0)
 
     def _value(self, value: Any, hidden: bool, depth: int) -> Any:
-        if isinstance(value, str):
-            if hidden:
-                return self.marker if value else value
-            shown_text = self.text(value)
-            return value if shown_text == value else shown_text
         if isinstance(value, dict):
             if depth >= MAX_DEPTH:
                 return self.marker
             changed = False
             out: dict[Any, Any] = {}
             for key, item in value.items():
-                name = key
                 if isinstance(key, str):
-                    name = self.text(key)
-                    name = key if name == key else name
-                    inner = hidden or secret_field(key)
+                    name, inner = self._key(key), hidden or secret_field(key)
                 else:
-                    inner = hidden
-                shown = self._value(item, inner, depth + 1)
+                    name, inner = key, hidden
+                # Strings are judged inline, not by a call each: this runs on
+                # every body the mock journals, and most of a body is strings.
+                if isinstance(item, str) and not inner:
+                    shown = self.text(item)
+                    if shown == item:
+                        shown = item
+                else:
+                    shown = self._value(item, inner, depth + 1)
                 changed = changed or shown is not item or name is not key
                 out[name] = shown
             return out if changed else value
-        if isinstance(value, list):
+        if isinstance(value, list | tuple):
             if depth >= MAX_DEPTH:
                 return self.marker
             items = [self._value(item, hidden, depth + 1) for item in value]
             if any(new is not old for new, old in zip(items, value, strict=True)):
                 return items
             return value
+        if isinstance(value, str):
+            if hidden:
+                return self.marker if value else value
+            shown_text = self.text(value)
+            return value if shown_text == value else shown_text
         if hidden and isinstance(value, int | float) and not isinstance(value, bool):
             return self.marker
         return value
+
+    def _key(self, key: str) -> str:
+        # An identifier holds no URL, no "Bearer x" and no name=value: only a known secret.
+        if key.isidentifier() and not (
+            self._secrets and any(secret in key for secret in self._secrets)
+        ):
+            return key
+        shown = self.text(key)
+        return key if shown == key else shown
 
     def body(self, body: bytes) -> bytes:
         """A request or response body as it may be kept: JSON field by field, else as text.
