@@ -63,6 +63,7 @@ each), so the mock's hot path (every request's headers go through
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
@@ -71,7 +72,15 @@ from urllib.parse import unquote_plus
 
 import orjson
 
-__all__ = ["MARKER", "MAX_DEPTH", "NAME_CACHE", "RedactionPolicy", "secret_field", "secret_header"]
+__all__ = [
+    "MARKER",
+    "MAX_DEPTH",
+    "NAME_CACHE",
+    "RedactingFilter",
+    "RedactionPolicy",
+    "secret_field",
+    "secret_header",
+]
 
 MARKER = "REDACTED"
 MAX_DEPTH = 64  # JSON nesting redacted field by field; deeper subtrees become the marker
@@ -297,7 +306,10 @@ class RedactionPolicy:
     # -- URLs and text --------------------------------------------------------------------------
 
     def url(self, url: str) -> str:
-        """A URL without userinfo and without credential-like query or fragment parameters."""
+        """A URL without userinfo, known secrets and credential-like query or fragment params."""
+        for secret in self._secrets:
+            if secret in url:
+                url = url.replace(secret, self.marker)
         prefix, rest = "", url
         cut = url.find("://")
         if cut >= 0:
@@ -468,3 +480,29 @@ class RedactionPolicy:
             return body if shown == text else shown.encode()
         shown_value = self.json(value)
         return body if shown_value is value else orjson.dumps(shown_value)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that passes every record's text through a policy.
+
+    Install it on a *handler* (``handler.addFilter(RedactingFilter(policy))``):
+    a logger's own filters do not see records its children propagate. The
+    message is rendered once with its arguments, and a traceback is rendered
+    here too, so neither an argument nor an exception's message escapes.
+    """
+
+    def __init__(self, policy: RedactionPolicy | None = None) -> None:
+        super().__init__()
+        self.policy = policy or RedactionPolicy()
+        self._formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.policy.text(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.policy.text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.policy.text(record.stack_info)
+        return True

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import orjson
 import pytest
 
 from contracts.conformance.targets import HttpTarget
-from contracts.redaction import RedactionPolicy, secret_field, secret_header
+from contracts.redaction import RedactingFilter, RedactionPolicy, secret_field, secret_header
 from contracts.spec import SpecSet
 from tests.conftest import KEY, LiveServer, Mock
 
@@ -174,6 +176,9 @@ def test_urls_lose_userinfo_and_signatures_but_keep_the_expiry(specs: SpecSet) -
     assert policy.url("https://h/cb#access_token=frag-tok&state=1") == (
         "https://h/cb#access_token=REDACTED&state=1"
     )
+    assert _dashscope_policy(specs, "sk-in-path-1").url("https://h/k/sk-in-path-1/x") == (
+        "https://h/k/REDACTED/x"
+    )
     assert policy.url("redis://:redis-pass@127.0.0.1:6379/0") == (
         "redis://:REDACTED@127.0.0.1:6379/0"
     )
@@ -198,6 +203,26 @@ def test_free_text_hides_urls_bearer_tokens_fields_and_known_keys(specs: SpecSet
     # Error messages a provider words are not mangled: no credential-like token follows.
     message = "expected 'Bearer <key>'; max_tokens=5"
     assert policy.text(message) == message
+
+
+def test_log_lines_and_tracebacks_pass_through_the_policy(specs: SpecSet) -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(RedactingFilter(_dashscope_policy(specs, "sk-log-key-0042")))
+    logger = logging.getLogger("paddock.test_redaction")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("fetch %s with %s failed", SIGNED_MEDIA, "Bearer tok-log-12345678")
+        try:
+            raise ValueError("upstream refused sk-log-key-0042")
+        except ValueError:
+            logger.exception("create failed")
+    finally:
+        logger.removeHandler(handler)
+    text = out.getvalue()
+    assert "create failed" in text and "ValueError: upstream refused REDACTED" in text
+    assert [s for s in [*URL_SECRETS, "tok-log-12345678", "sk-log-key-0042"] if s in text] == []
 
 
 # -- end to end ---------------------------------------------------------------------------------
