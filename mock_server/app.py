@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from contracts.cache import BoundedCache
 from contracts.lifecycle import TIMING_MODES, TimingMode
+from contracts.redaction import RedactionPolicy
 from contracts.spec import SpecSet, load_specs
 from mock_server import admin, objects
 from mock_server.admin import AdminAccess
@@ -197,15 +198,18 @@ def create_app(
         store.retention = retention
         if clock is not None:
             store.clock = clock
+    options = options or Options()
+    known = [*(keys or ()), *([options.admin.token] if options.admin.token else [])]
+    policy = RedactionPolicy(marker="<redacted>").with_secrets(*known)
     state = MockState(
         specs=specs,
         store=store,
-        journal=Journal(store),
+        journal=Journal(store, policy),
         videos=videos or VideoCache(video_cache_dir),
         timing=timing,
         api_keys=keys or None,
         root_provider=root_provider,
-        options=options or Options(),
+        options=options,
         fetcher=fetcher,
         signer=Signer(secret),
     )

@@ -19,19 +19,19 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from contracts.redaction import RedactionPolicy
 from contracts.task import TaskRequest
 from mock_server.store import StoreUnavailable
 
 if TYPE_CHECKING:
     from mock_server.store import Store
 
-__all__ = ["Journal", "redact_headers", "summarize_body"]
+__all__ = ["Journal", "summarize_body"]
 
-# Any header whose name suggests a credential is redacted, not just Authorization:
-# providers and SDKs invent their own (X-DashScope-ApiKey, X-Api-Key...).
-_SECRET_PARTS = (b"auth", b"key", b"token", b"secret", b"signature", b"cookie", b"password")
-_SCHEMES = frozenset({b"bearer", b"basic", b"token", b"digest"})
 _DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*,[A-Za-z0-9+/=%_.-]{64,}")
+# Headers, bodies and messages go through the project's one redaction policy
+# (contracts.redaction), with the journal's own marker.
+_POLICY = RedactionPolicy(marker="<redacted>")
 
 # Which process answered: with several workers or hosts, the journal says which.
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
@@ -40,26 +40,10 @@ HEADER_VALUE_KEEP = 1024
 HEADERS_KEEP = 64
 
 
-def redact_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """ASGI raw headers with credentials replaced: the scheme stays, the key never does."""
-    # ASGI servers hand header names over in lower case.
-    return [(name, _redact(value) if _secret(name) else value) for name, value in headers]
-
-
-def _secret(name: bytes) -> bool:
-    return any(part in name for part in _SECRET_PARTS)
-
-
-def _redact(value: bytes) -> bytes:
-    """Keep a scheme word (``Bearer``) so a person can see which auth was tried; never the rest."""
-    first = value.split(b" ", 1)[0]
-    return first + b" <redacted>" if first.lower() in _SCHEMES else b"<redacted>"
-
-
-def _shown_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+def _shown_headers(raw: Iterable[tuple[bytes, bytes]], policy: RedactionPolicy) -> dict[str, str]:
     shown: dict[str, str] = {}
     count = 0
-    for name, value in redact_headers(raw):
+    for name, value in policy.raw_headers(raw):
         count += 1
         if count > HEADERS_KEEP:
             continue
@@ -105,10 +89,15 @@ def _expand(marks: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Journal:
-    """Writes entries into a store and reads them back as JSON-able dicts."""
+    """Writes entries into a store and reads them back as JSON-able dicts.
 
-    def __init__(self, store: Store) -> None:
+    ``policy`` redacts what is written; give it the server's keys
+    (``RedactionPolicy.with_secrets``) to hide them wherever they appear.
+    """
+
+    def __init__(self, store: Store, policy: RedactionPolicy | None = None) -> None:
         self.store = store
+        self._policy = policy or _POLICY
 
     async def record(
         self,
@@ -132,16 +121,21 @@ class Journal:
             "provider": provider,
             "operation": operation,
             "status": status,
-            "headers": _shown_headers(headers),
-            "body": summarize_body(body) if body else "",
+            "headers": _shown_headers(headers, self._policy),
+            "body": self._policy.text(summarize_body(body)) if body else "",
             "elapsed_ms": round(elapsed_ms, 3),
-            "marks": _expand(marks) if marks else {},
+            "marks": self._marks(marks) if marks else {},
             "task_id": task_id,
             "worker": WORKER,
         }
         # The journal is a record, not the service: an outage must not fail requests.
         with contextlib.suppress(StoreUnavailable):
             await self.store.journal_append(orjson.dumps(entry, default=str))
+
+    def _marks(self, marks: Mapping[str, Any]) -> dict[str, Any]:
+        # A violation's message may quote what the client sent (a media URL).
+        expanded = _expand(marks)
+        return {k: self._policy.text(v) if isinstance(v, str) else v for k, v in expanded.items()}
 
     async def entries(
         self, limit: int | None = None, provider: str | None = None

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import logging
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from typing import Any
 from starlette.applications import Starlette
 
 from contracts.lifecycle import TimingMode
+from contracts.redaction import RedactingFilter, RedactionPolicy
 from contracts.spec import load_specs
 from mock_server.admin import AdminAccess
 from mock_server.app import Options, create_app
@@ -154,7 +156,25 @@ def app_from_environment() -> Starlette:
     raw = os.environ.get(ENV)
     if raw is None:
         raise RuntimeError(f"{ENV} is not set; start workers with 'paddock serve --workers N'")
-    return build_app(ServeConfig(**json.loads(raw)))
+    config = ServeConfig(**json.loads(raw))
+    _redact_logs(config)
+    return build_app(config)
+
+
+def _redact_logs(config: ServeConfig) -> None:
+    """Every log line the server writes passes the redaction policy, with the keys it knows."""
+    known = [*(config.api_keys or ()), *([config.admin_token] if config.admin_token else [])]
+    guard = RedactingFilter(RedactionPolicy().with_secrets(*known))
+    ours = logging.getLogger("paddock")
+    if not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:  %(name)s: %(message)s"))
+        ours.addHandler(handler)
+        ours.propagate = False
+    ours.setLevel(config.log_level.upper())
+    for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access", "paddock"):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(guard)
 
 
 def serve(config: ServeConfig, sock: socket.socket) -> None:
@@ -173,7 +193,9 @@ def serve(config: ServeConfig, sock: socket.socket) -> None:
     if config.workers <= 1:
         app = build_app(config)
         gc.freeze()
-        uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
+        server = uvicorn.Server(uvicorn.Config(app, **common))
+        _redact_logs(config)
+        server.run(sockets=[sock])
         return
     host, port = sock.getsockname()[:2]
     sock.close()  # uvicorn binds again for its workers; the port was free a moment ago

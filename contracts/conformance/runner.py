@@ -268,7 +268,7 @@ def run_checks(
         tgt.close()
     return Report(
         provider,
-        tgt.kind if tgt.kind != "url" else tgt.base_url,
+        tgt.kind if tgt.kind != "url" else tgt.redactor.url(tgt.base_url),
         outcomes,
         time.perf_counter() - started,
         ctx.budget.used,

@@ -22,6 +22,7 @@ import httpx
 import orjson
 
 from contracts.lifecycle import TimingMode
+from contracts.redaction import RedactionPolicy
 from contracts.spec import Spec
 
 __all__ = [
@@ -34,8 +35,6 @@ __all__ = [
     "Target",
     "TargetError",
 ]
-
-_REDACTED = "REDACTED"
 
 
 class TargetError(Exception):
@@ -74,63 +73,52 @@ class Exchange:
 
 @dataclass(frozen=True)
 class Redactor:
-    """Removes keys and URL signatures from anything that leaves the process."""
+    """A run's view of the project's redaction policy (:mod:`contracts.redaction`).
+
+    It knows the run's keys (hidden wherever they occur), the spec's link
+    signature parameters (always hidden) and its expiry parameter (kept: drift
+    reads it), and adds the two forms a run writes: ``curl`` lines and records.
+    """
 
     secrets: tuple[str, ...]
     signature_params: frozenset[str]
     key_env: str
+    keep_params: frozenset[str] = frozenset()
+    auth_header: str = "Authorization"
+    policy: RedactionPolicy = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        policy = RedactionPolicy(
+            secrets=self.secrets,
+            signature_params=self.signature_params,
+            keep_params=self.keep_params,
+        )
+        object.__setattr__(self, "policy", policy)
 
     def text(self, value: str) -> str:
-        for secret in self.secrets:
-            if secret:
-                value = value.replace(secret, _REDACTED)
-        return self._urls(value)
-
-    def _urls(self, value: str) -> str:
-        if "?" not in value or not self.signature_params:
-            return value
-        out = []
-        for token in value.split('"'):
-            if token.startswith(("http://", "https://")) and "?" in token:
-                token = self.url(token)
-            out.append(token)
-        return '"'.join(out)
+        return self.policy.text(value)
 
     def url(self, url: str) -> str:
-        parts = urllib.parse.urlsplit(url)
-        if not parts.query:
-            return url
-        pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-        query = urllib.parse.urlencode(
-            [(k, _REDACTED if k in self.signature_params else v) for k, v in pairs],
-            safe=":",
-        )
-        return urllib.parse.urlunsplit(parts._replace(query=query))
+        return self.policy.url(url)
 
     def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
-        shown = {}
-        for name, value in headers.items():
-            if name.lower() in ("authorization", "x-api-key", "api-key") and value:
-                scheme, _, rest = value.partition(" ")
-                value = f"{scheme} {_REDACTED}" if rest else _REDACTED
-            shown[name] = self.text(value)
-        return shown
+        return self.policy.headers(headers)
 
     def curl(self, exchange: Exchange) -> str:
         """The exact request as a shell line; the key comes from the environment."""
         parts = ["curl", "-sS", "-X", exchange.method, shlex.quote(self.url(exchange.url))]
         for name, value in exchange.headers.items():
-            if name.lower() == "authorization" and value:
+            if name.lower() == self.auth_header.lower() and value:
                 scheme, _, rest = value.partition(" ")
                 shown = f"{scheme} ${self.key_env}" if rest else f"${self.key_env}"
                 parts += ["-H", f'"{name}: {shown}"']
             else:
-                parts += ["-H", shlex.quote(f"{name}: {self.text(value)}")]
+                parts += ["-H", shlex.quote(f"{name}: {self.policy.header(name, value)}")]
         if exchange.body:
-            text = exchange.body.decode("utf-8", "replace")
+            text = self.policy.body(exchange.body).decode("utf-8", "replace")
             if len(text) > 4000:
                 text = text[:4000] + "…"
-            parts += ["--data-raw", shlex.quote(self.text(text))]
+            parts += ["--data-raw", shlex.quote(text)]
         return " ".join(parts)
 
     def record(self, exchange: Exchange) -> dict[str, Any]:
@@ -155,7 +143,7 @@ class Redactor:
             },
         }
         if exchange.note:
-            doc["note"] = json.loads(self.text(json.dumps(exchange.note)))
+            doc["note"] = self.policy.json(json.loads(json.dumps(exchange.note)))
         if reply is not None:
             body, form = _body_json(reply.body, self)
             doc["response"] = {
@@ -190,9 +178,10 @@ def _body_json(body: bytes | None, redactor: Redactor) -> tuple[Any, str]:
     if len(text) > 20000:
         return {"text": redactor.text(text[:2000]) + "…", "bytes": len(body)}, "text"
     try:
-        return json.loads(redactor.text(text)), "json"
+        value = json.loads(text)
     except ValueError:
         return {"text": redactor.text(text)}, "text"
+    return redactor.policy.json(value), "json"
 
 
 def _video_facts(data: bytes) -> dict[str, Any]:
@@ -247,8 +236,10 @@ class Target:
     def redactor(self) -> Redactor:
         secrets = tuple(k for k in (self.key, self.second_key) if k)
         # The expiry is public (drift reads it); the rest of a link's signature is not.
-        signed = frozenset(self.spec.signature_params) - {self.spec.expiry_param}
-        return Redactor(secrets, signed, self.spec.api_key_env)
+        expiry = self.spec.expiry_param
+        keep = frozenset({expiry} if expiry else ())
+        signed = frozenset(self.spec.signature_params) - keep
+        return Redactor(secrets, signed, self.spec.api_key_env, keep, self.spec.auth_header)
 
     def auth(self, key: str | None) -> dict[str, str]:
         if key is None:
@@ -306,7 +297,7 @@ class Target:
         except httpx.TransportError as exc:
             exchange.error = f"{type(exc).__name__}: {exc}"
             raise TargetError(
-                f"{method} {self.redactor.url(url)} failed: {exchange.error}"
+                self.redactor.text(f"{method} {url} failed: {exchange.error}")
             ) from None
         finally:
             if self.record_to is not None:
