@@ -167,9 +167,9 @@ def _redact_logs(config: ServeConfig) -> None:
     guard = RedactingFilter(RedactionPolicy().with_secrets(*known))
     ours = logging.getLogger("paddock")
     if not ours.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s:  %(name)s: %(message)s"))
-        ours.addHandler(handler)
+        stream = logging.StreamHandler()
+        stream.setFormatter(logging.Formatter("%(levelname)s:  %(name)s: %(message)s"))
+        ours.addHandler(stream)
         ours.propagate = False
     ours.setLevel(config.log_level.upper())
     for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access", "paddock"):
