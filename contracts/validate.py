@@ -32,6 +32,7 @@ __all__ = [
     "check_auth",
     "check_headers",
     "json_type",
+    "media_bound",
     "media_urls",
     "parse_json_body",
     "validate_create",
@@ -263,14 +264,19 @@ def validate_create(
 # -- media --------------------------------------------------------------------------------------
 
 
-def media_urls(spec: Spec, doc: Mapping[str, Any]) -> list[str]:
+def media_bound(spec: Spec) -> int:
+    """The most media items any model of the spec accepts."""
+    return max((sum(r.max for r in m.media.values()) for m in spec.models.values()), default=0)
+
+
+def media_urls(spec: Spec, doc: Mapping[str, Any], bound: int | None = None) -> list[str]:
     """Every string a create body gives where the spec keeps media, in body order.
 
     A server looks these up before validating (its storage may be remote);
-    at most as many as any model of the spec accepts, so a body listing
-    thousands costs no more than one listing the most a model takes.
+    at most ``bound`` (``media_bound(spec)``), so a body listing thousands
+    costs no more than one listing the most a model takes.
     """
-    bound = max((sum(r.max for r in m.media.values()) for m in spec.models.values()), default=0)
+    bound = media_bound(spec) if bound is None else bound
     found: list[str] = []
     if spec.media_form == "typed_list":
         entries = _get(doc, spec.media_path or "media")

@@ -554,9 +554,11 @@ async def validate_fetching(
     fetched together, and a second pass judges their bytes like uploads. The
     answer is the first broken rule in the service's own order either way.
     """
+    if fetcher is None:
+        return validate(base)
     collector = RemoteURLCollector(base)
     result = validate(collector)
-    if fetcher is None or not collector.urls:
+    if not collector.urls:
         return result
     fetched = await fetcher.fetch_all(collector.urls)
     return validate(FetchedMediaResolver(collector, fetched))

@@ -28,6 +28,7 @@ from contracts.validate import (
     Violation,
     check_auth,
     check_headers,
+    media_bound,
     media_urls,
     parse_json_body,
     validate_create,
@@ -84,6 +85,7 @@ class ProviderService:
     def __init__(self, spec: Spec, state: MockState) -> None:
         self.spec = spec
         self.state = state
+        self._media_bound = media_bound(spec)
         self._handlers: dict[str, Callable[[Request, dict[str, Any]], Awaitable[Response]]] = {
             "create": self._create,
             "query": self._query,
@@ -238,7 +240,7 @@ class ProviderService:
     async def _media_resolver(self, doc: Mapping[str, Any], owner: str) -> MockMediaResolver:
         """Look up, before the synchronous validator runs, every stored file the body names."""
         blobs: dict[str, Blob | None] = {}
-        for url in media_urls(self.spec, doc):
+        for url in media_urls(self.spec, doc, self._media_bound):
             key = blob_key(url, self.spec.upload_scheme)
             if key is not None:
                 blobs[url] = await self.state.store.get_blob(key)
