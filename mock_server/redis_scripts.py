@@ -65,22 +65,22 @@ redis.call('SET', KEYS[2], total)
 return total
 """
 
-# KEYS: blob hash, expiry index (key -> expires), owner index (key -> stored at), counters
+# KEYS: blob hash, expiry index (key -> expires), owner index (key -> stored at), counters,
+#       sizes (key -> "size|owner")
 # ARGV: key, data, meta, size, owner, now, expires, files per key, bytes per key,
-#       files in all, bytes in all, blob key prefix, owner index prefix
-# Counters hold 'bytes' and 'files' in all and 'b:OWNER' / 'f:OWNER' per owner; each
-# blob's size and owner sit in its own hash, so whoever drops it can undo its share.
+#       files in all, bytes in all, blob key prefix, owner index prefix, ttl_ms
+# Counters hold 'bytes' and 'files' in all and 'b:OWNER' / 'f:OWNER' per owner. Each
+# blob's size and owner sit in the sizes hash, which never expires, so whoever drops a
+# blob (this script, or Redis expiry followed by this script) can undo its share.
 PUT_BLOB = """
 local function drop(key)
-  local hash = ARGV[12] .. key
-  local fields = redis.call('HMGET', hash, 'size', 'owner')
-  if not fields[1] then
-    redis.call('ZREM', KEYS[2], key)
-    return
-  end
-  local size, owner = tonumber(fields[1]), fields[2]
-  redis.call('DEL', hash)
+  local held = redis.call('HGET', KEYS[5], key)
+  redis.call('DEL', ARGV[12] .. key)
   redis.call('ZREM', KEYS[2], key)
+  if not held then return end
+  local bar = string.find(held, '|', 1, true)
+  local size, owner = tonumber(string.sub(held, 1, bar - 1)), string.sub(held, bar + 1)
+  redis.call('HDEL', KEYS[5], key)
   redis.call('ZREM', ARGV[13] .. owner, key)
   redis.call('HINCRBY', KEYS[4], 'bytes', -size)
   redis.call('HINCRBY', KEYS[4], 'files', -1)
@@ -105,8 +105,9 @@ end
 local files = tonumber(redis.call('HGET', KEYS[4], 'files') or '0')
 local bytes = tonumber(redis.call('HGET', KEYS[4], 'bytes') or '0')
 if files >= tonumber(ARGV[10]) or bytes + size > tonumber(ARGV[11]) then return 'full' end
-redis.call('HSET', KEYS[1], 'data', ARGV[2], 'meta', ARGV[3], 'expires', ARGV[7],
-           'size', size, 'owner', owner)
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'meta', ARGV[3], 'expires', ARGV[7])
+redis.call('PEXPIRE', KEYS[1], ARGV[14])
+redis.call('HSET', KEYS[5], ARGV[1], size .. '|' .. owner)
 redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
 redis.call('HINCRBY', KEYS[4], 'bytes', size)

@@ -293,6 +293,11 @@ class RedisStore:
     def _task_key(self, provider: str, task_id: str) -> str:
         return self.key("t", provider, task_id)
 
+    def _wall_ms(self, virtual: float) -> int:
+        """Wall milliseconds that ``virtual`` seconds take at the clock's speed (frozen: as is)."""
+        speed = self.clock.speed
+        return max(1000, int((virtual / speed if speed > 0 else virtual) * 1000))
+
     def _ttl_ms(self, provider: str, created_at: float) -> int:
         """Wall milliseconds until the task's retention ends on the virtual clock."""
         retention = self.retention.get(provider, 86400.0)
@@ -469,6 +474,7 @@ class RedisStore:
                 self.key("bz"),
                 self.key("bo", blob.owner),
                 self.key("bc"),
+                self.key("bs"),
             ],
             [
                 key,
@@ -484,6 +490,7 @@ class RedisStore:
                 limits.media_bytes,
                 self.key("b", ""),
                 self.key("bo", ""),
+                self._wall_ms(limits.media_retention),
             ],
         )
         if reply == b"full":
