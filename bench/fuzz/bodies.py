@@ -88,7 +88,10 @@ def targets(spec: Spec, rules: ModelRules, body: dict[str, Any]) -> list[Target]
     for rule in rules.media.values():
         for media_field in rule.fields:
             if media_field.name not in present:
-                found.append(Target(media_field.name, (media_field.name,), True))
+                # An alternative to a field the body already fills (``images``
+                # beside ``image``): which one counts is the provider's choice.
+                filled = any(f.name in present for f in rule.fields)
+                found.append(Target(media_field.name, (media_field.name,), not filled))
     found.append(Target("fuzz_unknown", ("fuzz_unknown",), False))
     return found
 

@@ -41,6 +41,7 @@ _XML_ERROR = re.compile(
 # An error message names a field and a clipped value: 64 KiB is far beyond any.
 MAX_ERROR_BYTES = 64 * 1024
 _VOLATILE = re.compile(r"[0-9a-f]{8}-[0-9a-f-]{27}|\d+")
+_REPEAT = re.compile(r"(.)\1{5,}")
 
 
 def excerpt(body: bytes, limit: int = 70) -> str:
@@ -50,8 +51,17 @@ def excerpt(body: bytes, limit: int = 70) -> str:
 
 
 def stable(text: str) -> str:
-    """``text`` with ids and numbers blanked, so one cause groups as one kind."""
-    return _VOLATILE.sub("N", text)
+    """``text`` with ids and numbers blanked and cut at a long repeat, so one cause is one kind."""
+    run = _REPEAT.search(text)
+    return _VOLATILE.sub("N", text[: run.start()] + "…" if run else text)
+
+
+def said(body: bytes) -> str:
+    """What an answer said, for grouping: a JSON object's top-level keys, else its start."""
+    doc = _json(body)
+    if isinstance(doc, dict):
+        return "JSON {" + ", ".join(sorted(map(str, doc))) + "}"
+    return stable(excerpt(body))
 
 
 def _json(body: bytes) -> Any:
@@ -113,24 +123,27 @@ class Judge:
         if status < 400:
             return
         place = provider or area
-        said = stable(excerpt(answer.body))
         if answer.length > MAX_ERROR_BYTES:
-            yield "oversized error answer", f"{place} {status} over {MAX_ERROR_BYTES} bytes: {said}"
+            start = stable(excerpt(answer.body))
+            yield (
+                "oversized error answer",
+                f"{place} {status} over {MAX_ERROR_BYTES} bytes: {start}",
+            )
             return  # only its start was kept: the envelope cannot be read
         bodiless = method == "HEAD" and not answer.body
         if area == "provider" and provider in self.catalogues:
             catalogue = self.catalogues[provider]
             code = None if bodiless else catalogue.code(answer)
             if code is None and not bodiless:
-                yield "not in the envelope", f"{place} {status} {said}"
+                yield "not in the envelope", f"{place} {status} {said(answer.body)}"
             if status >= 500 and code not in catalogue.documented_5xx:
-                yield "undocumented 5xx", f"{place} {status} {code or said}"
+                yield "undocumented 5xx", f"{place} {status} {code or said(answer.body)}"
             return
         if status >= 500:
-            yield "undocumented 5xx", f"{place} {status} {said}"
+            yield "undocumented 5xx", f"{place} {status} {said(answer.body)}"
         if bodiless or self._shaped(area, answer):
             return
-        yield "not in the envelope", f"{place} {status} {said}"
+        yield "not in the envelope", f"{place} {status} {said(answer.body)}"
 
     @staticmethod
     def _shaped(area: str, answer: Answer) -> bool:

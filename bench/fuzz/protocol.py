@@ -10,7 +10,9 @@ leave incomplete (and half-close) is owed none.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, unquote
 
 from hypothesis import strategies as st
@@ -158,6 +160,17 @@ _ODD_TE = [
     b"chunked\x00",
     b" chunked",
 ]
+_ODD_LENGTHS = ["99999999999999999999", "1" + "0" * 400, "-1", "1e3", "0x10", "5 5", "+5"]
+_ODD_VERSIONS = [
+    b"HTTP/1.2",
+    b"HTTP/2.0",
+    b"HTTP/9.9",
+    b"http/1.1",
+    b"HTTP/1.1 ",
+    b"HTTP/01.1",
+    b"HTTX/1.1",
+    b"",
+]
 _NOT_HTTP = [
     b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
     b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,
@@ -167,173 +180,178 @@ _NOT_HTTP = [
 ]
 
 
+@dataclass(frozen=True)
+class Framed:
+    """A trick's bytes and what they owe (see ``RawCase``); ``sent`` None: the request alone."""
+
+    data: bytes
+    required: int | None = 1
+    half_close: bool = False
+    sent: tuple[Sent, ...] | None = None
+
+
+Trick = Callable[[st.DrawFn, Context, Plain], Framed]
+
+
+def _with(
+    ctx: Context, plain: Plain, extra: Sequence[Header], body: bytes | None = None, **options: Any
+) -> bytes:
+    method, target, headers, own = plain
+    return http(
+        method, target, [*headers, *extra], own if body is None else body, host=ctx.host, **options
+    )
+
+
+def _length_short(draw: st.DrawFn, ctx: Context, plain: Plain) -> Framed:
+    # The body's tail and a health check arrive as a second "request".
+    cut = draw(st.integers(0, max(len(plain[3]) - 1, 0)))
+    health = http("GET", "/_paddock/health", host=ctx.host)
+    data = _with(ctx, plain, [("Content-Length", str(cut))]) + health
+    return Framed(data, sent=(Sent(plain[0], plain[1]), Sent("GET", "(the body's tail)")))
+
+
+def _length_long(draw: st.DrawFn, ctx: Context, plain: Plain) -> Framed:
+    extra = draw(st.integers(1, 1_000_000))
+    data = _with(ctx, plain, [("Content-Length", str(len(plain[3]) + extra))])
+    return Framed(data, required=0, half_close=True)
+
+
+def _odd_length(draw: st.DrawFn, ctx: Context, plain: Plain) -> Framed:
+    value = draw(st.sampled_from(_ODD_LENGTHS))
+    return Framed(_with(ctx, plain, [("Content-Length", value)]), half_close=True)
+
+
+def _chunks(draw: st.DrawFn, ctx: Context, plain: Plain) -> Framed:
+    sizes = draw(st.lists(st.integers(1, 64), min_size=1, max_size=8))
+    te = [("Transfer-Encoding", "chunked")]
+    return Framed(_with(ctx, plain, te, _chunked(plain[3], sizes)), required=None)
+
+
+def _bad_chunk(draw: st.DrawFn, ctx: Context, plain: Plain) -> Framed:
+    body = draw(st.sampled_from(_BAD_CHUNKS)) + plain[3] + b"\r\n0\r\n\r\n"
+    return Framed(_with(ctx, plain, [("Transfer-Encoding", "chunked")], body))
+
+
+def _unfinished_chunks(draw: st.DrawFn, ctx: Context, plain: Plain) -> Framed:
+    body = _chunked(plain[3], [3])[:-5]
+    te = [("Transfer-Encoding", "chunked")]
+    return Framed(_with(ctx, plain, te, body), required=0, half_close=True)
+
+
+def _length_and_chunked(draw: st.DrawFn, ctx: Context, plain: Plain) -> Framed:
+    both = [("Content-Length", str(len(plain[3]))), ("Transfer-Encoding", "chunked")]
+    return Framed(_with(ctx, plain, both, _chunked(plain[3], [5])))
+
+
+def _odd_transfer_encoding(draw: st.DrawFn, ctx: Context, plain: Plain) -> Framed:
+    te = [("Transfer-Encoding", draw(st.sampled_from(_ODD_TE)))]
+    return Framed(_with(ctx, plain, te, _chunked(plain[3], [7])))
+
+
+def _http10(draw: st.DrawFn, ctx: Context, plain: Plain) -> Framed:
+    method, target, headers, body = plain
+    return Framed(http(method, target, headers, body, version=b"HTTP/1.0"))
+
+
+def _odd_version(draw: st.DrawFn, ctx: Context, plain: Plain) -> Framed:
+    return Framed(_with(ctx, plain, [], version=draw(st.sampled_from(_ODD_VERSIONS))))
+
+
+def _bare_lf(draw: st.DrawFn, ctx: Context, plain: Plain) -> Framed:
+    return Framed(_with(ctx, plain, [], eol=b"\n"))
+
+
+def _bare_cr(draw: st.DrawFn, ctx: Context, plain: Plain) -> Framed:
+    # No line ever ends for a strict parser: nothing is owed.
+    return Framed(_with(ctx, plain, [], eol=b"\r"), required=0, half_close=True)
+
+
+def _pipelined(draw: st.DrawFn, ctx: Context, plain: Plain) -> Framed:
+    count = draw(st.integers(2, 4))
+    health = http("GET", "/_paddock/health", host=ctx.host)
+    sent = (Sent(plain[0], plain[1]), *[Sent("GET", "/_paddock/health")] * (count - 1))
+    return Framed(_with(ctx, plain, []) + health * (count - 1), required=None, sent=sent)
+
+
+def _absolute_form(draw: st.DrawFn, ctx: Context, plain: Plain) -> Framed:
+    method, target, headers, body = plain
+    return Framed(http(method, f"http://{ctx.host}{target}", headers, body, host=ctx.host))
+
+
+def _asterisk_form(draw: st.DrawFn, ctx: Context, plain: Plain) -> Framed:
+    data = http("OPTIONS", "*", [], b"", host=ctx.host)
+    return Framed(data, sent=(Sent("OPTIONS", "*"),))
+
+
+def _expect_without_body(draw: st.DrawFn, ctx: Context, plain: Plain) -> Framed:
+    headers = [("Expect", "100-continue"), ("Content-Length", str(len(plain[3])))]
+    return Framed(_with(ctx, plain, headers, b""), required=0, half_close=True)
+
+
+def _expect_with_body(draw: st.DrawFn, ctx: Context, plain: Plain) -> Framed:
+    return Framed(_with(ctx, plain, [("Expect", "100-continue")]), required=None)
+
+
+def _leading_crlfs(draw: st.DrawFn, ctx: Context, plain: Plain) -> Framed:
+    return Framed(b"\r\n" * draw(st.integers(1, 3)) + _with(ctx, plain, []))
+
+
+def _long_request_line(draw: st.DrawFn, ctx: Context, plain: Plain) -> Framed:
+    method, target, headers, body = plain
+    long_target = target + "?q=" + "a" * draw(st.integers(8 * 1024, 1024 * 1024))
+    return Framed(http(method, long_target, headers, body, host=ctx.host))
+
+
+def _odd_spacing(draw: st.DrawFn, ctx: Context, plain: Plain) -> Framed:
+    spacing = draw(st.sampled_from([b"  ", b"\t", b" \t"]))
+    return Framed(_with(ctx, plain, []).replace(b" ", spacing, 1))
+
+
+def _not_http(draw: st.DrawFn, ctx: Context, plain: Plain) -> Framed:
+    data = draw(st.sampled_from(_NOT_HTTP))
+    return Framed(data, required=0, half_close=True, sent=(Sent("GET", "(not HTTP)"),))
+
+
+TRICKS: dict[str, Trick] = {
+    "length short": _length_short,
+    "length long": _length_long,
+    "odd length": _odd_length,
+    "chunked": _chunks,
+    "bad chunk": _bad_chunk,
+    "unfinished chunks": _unfinished_chunks,
+    "length and chunked": _length_and_chunked,
+    "odd transfer-encoding": _odd_transfer_encoding,
+    "http/1.0": _http10,
+    "odd version": _odd_version,
+    "bare LF": _bare_lf,
+    "bare CR": _bare_cr,
+    "pipelined": _pipelined,
+    "absolute form": _absolute_form,
+    "asterisk form": _asterisk_form,
+    "expect without body": _expect_without_body,
+    "expect with body": _expect_with_body,
+    "leading CRLFs": _leading_crlfs,
+    "long request line": _long_request_line,
+    "odd spacing": _odd_spacing,
+    "not HTTP": _not_http,
+}
+
+
 def _framing(ctx: Context) -> st.SearchStrategy[RawCase]:
     @st.composite
     def case(draw: st.DrawFn) -> RawCase:
         method, target, headers, body = draw(plain_requests(ctx))
-        provider = _provider_of(ctx, target)
-        body = body or b"{}"
-        health = http("GET", "/_paddock/health", host=ctx.host)
-        how = draw(
-            st.sampled_from(
-                [
-                    "length short",
-                    "length long",
-                    "chunked",
-                    "bad chunk",
-                    "unfinished chunks",
-                    "length and chunked",
-                    "odd transfer-encoding",
-                    "http/1.0",
-                    "odd version",
-                    "bare LF",
-                    "bare CR",
-                    "pipelined",
-                    "absolute form",
-                    "asterisk form",
-                    "expect without body",
-                    "expect with body",
-                    "leading CRLFs",
-                    "long request line",
-                    "odd spacing",
-                    "not HTTP",
-                    "huge length",
-                ]
-            )
-        )
-        sent: tuple[Sent, ...] = (Sent(method, target),)
-        required: int | None = 1
-        half_close = False
-        if how == "length short":
-            cut = draw(st.integers(0, max(len(body) - 1, 0)))
-            data = (
-                http(method, target, [*headers, ("Content-Length", str(cut))], body, host=ctx.host)
-                + health
-            )
-            sent = (Sent(method, target), Sent("GET", "(the body's tail)"))
-        elif how == "length long":
-            extra = draw(st.integers(1, 1_000_000))
-            data = http(
-                method,
-                target,
-                [*headers, ("Content-Length", str(len(body) + extra))],
-                body,
-                host=ctx.host,
-            )
-            required, half_close = 0, True
-        elif how == "huge length":
-            digits = draw(
-                st.sampled_from(
-                    ["99999999999999999999", "1" + "0" * 400, "-1", "1e3", "0x10", "5 5", "+5"]
-                )
-            )
-            data = http(method, target, [*headers, ("Content-Length", digits)], body, host=ctx.host)
-            half_close = True
-        elif how == "chunked":
-            sizes = draw(st.lists(st.integers(1, 64), min_size=1, max_size=8))
-            data = http(
-                method,
-                target,
-                [*headers, ("Transfer-Encoding", "chunked")],
-                _chunked(body, sizes),
-                host=ctx.host,
-            )
-            required = None
-        elif how == "bad chunk":
-            data = http(
-                method,
-                target,
-                [*headers, ("Transfer-Encoding", "chunked")],
-                draw(st.sampled_from(_BAD_CHUNKS)) + body + b"\r\n0\r\n\r\n",
-                host=ctx.host,
-            )
-        elif how == "unfinished chunks":
-            data = http(
-                method,
-                target,
-                [*headers, ("Transfer-Encoding", "chunked")],
-                _chunked(body, [3])[:-5],
-                host=ctx.host,
-            )
-            required, half_close = 0, True
-        elif how == "length and chunked":
-            data = http(
-                method,
-                target,
-                [*headers, ("Content-Length", str(len(body))), ("Transfer-Encoding", "chunked")],
-                _chunked(body, [5]),
-                host=ctx.host,
-            )
-        elif how == "odd transfer-encoding":
-            te = draw(st.sampled_from(_ODD_TE))
-            data = http(
-                method,
-                target,
-                [*headers, ("Transfer-Encoding", te)],
-                _chunked(body, [7]),
-                host=ctx.host,
-            )
-        elif how == "http/1.0":
-            data = http(method, target, headers, body, version=b"HTTP/1.0")
-        elif how == "odd version":
-            version = draw(
-                st.sampled_from(
-                    [
-                        b"HTTP/1.2",
-                        b"HTTP/2.0",
-                        b"HTTP/9.9",
-                        b"http/1.1",
-                        b"HTTP/1.1 ",
-                        b"HTTP/01.1",
-                        b"HTTX/1.1",
-                        b"",
-                    ]
-                )
-            )
-            data = http(method, target, headers, body, host=ctx.host, version=version)
-        elif how == "bare LF":
-            data = http(method, target, headers, body, host=ctx.host, eol=b"\n")
-        elif how == "bare CR":
-            data = http(method, target, headers, body, host=ctx.host, eol=b"\r")
-            required, half_close = 0, True
-        elif how == "pipelined":
-            count = draw(st.integers(2, 4))
-            data = http(method, target, headers, body, host=ctx.host) + health * (count - 1)
-            sent = (Sent(method, target), *[Sent("GET", "/_paddock/health")] * (count - 1))
-            required = None
-        elif how == "absolute form":
-            data = http(method, f"http://{ctx.host}{target}", headers, body, host=ctx.host)
-        elif how == "asterisk form":
-            data = http("OPTIONS", "*", [], b"", host=ctx.host)
-            sent = (Sent("OPTIONS", "*"),)
-        elif how == "expect without body":
-            data = http(
-                method,
-                target,
-                [*headers, ("Expect", "100-continue"), ("Content-Length", str(len(body)))],
-                b"",
-                host=ctx.host,
-            )
-            required, half_close = 0, True
-        elif how == "expect with body":
-            data = http(method, target, [*headers, ("Expect", "100-continue")], body, host=ctx.host)
-            required = None
-        elif how == "leading CRLFs":
-            data = b"\r\n" * draw(st.integers(1, 3)) + http(
-                method, target, headers, body, host=ctx.host
-            )
-        elif how == "long request line":
-            long_target = target + "?q=" + "a" * draw(st.integers(8 * 1024, 1024 * 1024))
-            data = http(method, long_target, headers, body, host=ctx.host)
-        elif how == "odd spacing":
-            spaced = http(method, target, headers, body, host=ctx.host)
-            data = spaced.replace(b" ", draw(st.sampled_from([b"  ", b"\t", b" \t"])), 1)
-        else:
-            data = draw(st.sampled_from(_NOT_HTTP))
-            required, half_close = 0, True
-            sent = (Sent("GET", "(not HTTP)"),)
+        plain = (method, target, headers, body or b"{}")
+        how = draw(st.sampled_from(list(TRICKS)))
+        framed = TRICKS[how](draw, ctx, plain)
         return RawCase(
-            "framing", provider, data, sent, required=required, half_close=half_close, note=how
+            "framing",
+            _provider_of(ctx, target),
+            framed.data,
+            framed.sent or (Sent(method, target),),
+            required=framed.required,
+            half_close=framed.half_close,
+            note=how,
         )
 
     return case()

@@ -12,12 +12,14 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from hypothesis import strategies as st
 
 from bench.fuzz.bodies import deep_values
 from bench.fuzz.cases import Context, Header, RawCase, Sent, http
+from bench.fuzz.tasks import sample_png
 
 __all__ = ["FAMILIES", "png"]
 
@@ -61,7 +63,7 @@ def png(width: int, height: int, pixels: bytes | None = None) -> bytes:
 
 
 def _media_junk() -> st.SearchStrategy[tuple[bytes, str]]:
-    small = png(400, 300, zlib.compress(b"\x00" + b"\x80" * 1200 * 300))
+    small = sample_png()
     return st.one_of(
         st.binary(max_size=4096).map(lambda b: (b, "random bytes")),
         st.integers(8, len(small) - 1).map(lambda n: (small[:n], "truncated PNG")),
@@ -91,137 +93,203 @@ def _media_junk() -> st.SearchStrategy[tuple[bytes, str]]:
     )
 
 
+@dataclass(frozen=True)
+class Call:
+    """One request to a reserved route; ``refuse``: a 2xx would be a finding."""
+
+    method: str
+    target: str
+    headers: list[Header] = field(default_factory=list)
+    body: bytes = b""
+    refuse: bool = False
+    note: str = ""
+
+
+_NOT_JSON = [
+    b"",
+    b"\xff\xfe",
+    b'{"seconds": "\xff"}',
+    b"\xef\xbb\xbf{}",
+    b"{" * 100_000,
+    '{"seconds": -1}'.encode("utf-16"),
+]
+
+
+def _advance(draw: st.DrawFn, ctx: Context) -> Call:
+    shape = draw(st.sampled_from(["refused", "refused", "deep", "digits", "harmless", "other"]))
+    if shape == "refused":
+        body = b'{"seconds": ' + draw(st.sampled_from(_REFUSED_SECONDS)) + b"}"
+    elif shape == "deep":
+        body = b'{"seconds": ' + draw(deep_values()).text + b"}"
+    elif shape == "digits":
+        body = b'{"seconds": ' + b"9" * draw(st.integers(13, 6000)) + b"}"
+    elif shape == "harmless":
+        body = b'{"seconds": ' + draw(st.sampled_from(_HARMLESS_SECONDS)) + b"}"
+    else:  # not JSON, or nesting at the root
+        body = draw(st.one_of(st.sampled_from(_NOT_JSON), deep_values().map(lambda v: v.text)))
+    kind = draw(st.sampled_from(["application/json", "text/plain", "x/\xff"]))
+    return Call(
+        "POST",
+        "/_paddock/clock/advance",
+        [("Content-Type", kind)],
+        body,
+        refuse=shape != "harmless",
+        note=f"advance {body[:60]!r}",
+    )
+
+
+_LIMITS = [
+    "-1",
+    "0",
+    "1000",
+    "9999999",
+    "99999999",
+    "1e3",
+    "%00",
+    "١٢٣",
+    "%20",
+    "",
+    "1" * 500,
+    "10&limit=-1",
+]
+
+
+def _journal(draw: st.DrawFn, ctx: Context) -> Call:
+    limit = draw(st.sampled_from(_LIMITS))
+    provider = draw(st.sampled_from([*ctx.providers, "%ff", "x" * 5000]))
+    return Call("GET", f"/_paddock/requests?limit={limit}&provider={provider}", note="requests")
+
+
+def _task_list(draw: st.DrawFn, ctx: Context) -> Call:
+    provider = draw(st.sampled_from([*ctx.providers, "", "%00", "x" * 5000, "%ff"]))
+    return Call("GET", f"/_paddock/tasks?provider={provider}", note="tasks")
+
+
+def _put_media(draw: st.DrawFn, ctx: Context) -> Call:
+    body, note = draw(_media_junk())
+    headers: list[Header] = []
+    length = draw(st.sampled_from([None, None, None, "99999999999", "70000000"]))
+    if length is not None:
+        headers.append(("Content-Length", length))
+    headers.append(("Content-Type", draw(st.sampled_from(["image/png", "", "\xff/\xfe"]))))
+    return Call("POST", "/_paddock/media", headers, body, note=f"media: {note}")
+
+
+_MEDIA_KEYS = [
+    "..%2f..%2fetc%2fpasswd",
+    "x" * 10_000,
+    "%00",
+    ".png",
+    "a.png%00.jpg",
+    "%ff",
+    "..",
+    "\u00e9",
+]
+
+
+def _get_media(draw: st.DrawFn, ctx: Context) -> Call:
+    method = draw(st.sampled_from(["GET", "HEAD"]))
+    return Call(method, "/_paddock/media/" + draw(st.sampled_from(_MEDIA_KEYS)), note="get media")
+
+
+_ADMIN_PATHS = [
+    "/_paddock/health",
+    "/_paddock/reset",
+    "/_paddock/clock/advance",
+    "/_paddock/media",
+    "/_paddock/tasks",
+    "/_paddock",
+]
+
+
+def _wrong_method(draw: st.DrawFn, ctx: Context) -> Call:
+    method = draw(st.sampled_from(["PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]))
+    return Call(method, draw(st.sampled_from(_ADMIN_PATHS)), note="wrong method")
+
+
+def _odd_health(draw: st.DrawFn, ctx: Context) -> Call:
+    query = draw(st.sampled_from(["%", "a=%ff", "x" * 100_000]))
+    return Call("GET", "/_paddock/health?" + query, note="health")
+
+
+ADMIN_CALLS: list[Callable[[st.DrawFn, Context], Call]] = [
+    _advance,
+    _advance,
+    _advance,
+    _journal,
+    _task_list,
+    _put_media,
+    _put_media,
+    _get_media,
+    _wrong_method,
+    _odd_health,
+]
+
+
 def _admin(ctx: Context) -> st.SearchStrategy[RawCase]:
     @st.composite
     def case(draw: st.DrawFn) -> RawCase:
-        what = draw(
-            st.sampled_from(
-                [
-                    "advance",
-                    "advance",
-                    "advance",
-                    "requests",
-                    "tasks",
-                    "media",
-                    "media",
-                    "get media",
-                    "wrong method",
-                    "health",
-                ]
-            )
+        call = draw(st.sampled_from(ADMIN_CALLS))(draw, ctx)
+        data = http(call.method, call.target, call.headers, call.body, host=ctx.host)
+        return RawCase(
+            "admin",
+            None,
+            data,
+            (Sent(call.method, call.target),),
+            refuse=call.refuse,
+            note=call.note,
         )
-        method, target, headers, body = "GET", "/_paddock/health", [], b""
-        refuse, note = False, what
-        if what == "advance":
-            method, target = "POST", "/_paddock/clock/advance"
-            shape = draw(
-                st.sampled_from(
-                    ["refused", "refused", "deep", "digits", "harmless", "not JSON", "root"]
-                )
-            )
-            if shape == "refused":
-                value = draw(st.sampled_from(_REFUSED_SECONDS))
-            elif shape == "deep":
-                value = draw(deep_values()).text
-            elif shape == "digits":
-                value = b"9" * draw(st.integers(13, 6000))
-            elif shape == "harmless":
-                value = draw(st.sampled_from(_HARMLESS_SECONDS))
-            else:
-                value = b""
-            refuse = shape != "harmless"
-            if shape == "not JSON":
-                body = draw(
-                    st.sampled_from(
-                        [
-                            b"",
-                            b"\xff\xfe",
-                            b'{"seconds": "\xff"}',
-                            b"\xef\xbb\xbf{}",
-                            b"{" * 100_000,
-                            '{"seconds": -1}'.encode("utf-16"),
-                        ]
-                    )
-                )
-            elif shape == "root":
-                body = draw(deep_values()).text
-            else:
-                body = b'{"seconds": ' + value + b"}"
-            headers = [
-                (
-                    "Content-Type",
-                    draw(st.sampled_from(["application/json", "text/plain", "x/\xff"])),
-                )
-            ]
-            note = f"advance {body[:60]!r}"
-        elif what == "requests":
-            limit = draw(
-                st.sampled_from(
-                    [
-                        "-1",
-                        "0",
-                        "1000",
-                        "9999999",
-                        "99999999",
-                        "1e3",
-                        "%00",
-                        "١٢٣",
-                        "%20",
-                        "",
-                        "1" * 500,
-                        "10&limit=-1",
-                    ]
-                )
-            )
-            provider = draw(st.sampled_from([*ctx.providers, "%ff", "x" * 5000]))
-            target = f"/_paddock/requests?limit={limit}&provider={provider}"
-        elif what == "tasks":
-            provider = draw(st.sampled_from([*ctx.providers, "", "%00", "x" * 5000, "%ff"]))
-            target = f"/_paddock/tasks?provider={provider}"
-        elif what == "media":
-            method, target = "POST", "/_paddock/media"
-            body, note = draw(_media_junk())
-            length = draw(st.sampled_from([None, None, None, "99999999999", "70000000"]))
-            if length is not None:
-                headers.append(("Content-Length", length))
-            headers.append(("Content-Type", draw(st.sampled_from(["image/png", "", "\xff/\xfe"]))))
-        elif what == "get media":
-            key = draw(
-                st.sampled_from(
-                    [
-                        "..%2f..%2fetc%2fpasswd",
-                        "x" * 10_000,
-                        "%00",
-                        ".png",
-                        "a.png%00.jpg",
-                        "%ff",
-                        "..",
-                        "\u00e9",
-                    ]
-                )
-            )
-            method = draw(st.sampled_from(["GET", "HEAD"]))
-            target = f"/_paddock/media/{key}"
-        elif what == "wrong method":
-            method = draw(st.sampled_from(["PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]))
-            target = draw(
-                st.sampled_from(
-                    [
-                        "/_paddock/health",
-                        "/_paddock/reset",
-                        "/_paddock/clock/advance",
-                        "/_paddock/media",
-                        "/_paddock/tasks",
-                        "/_paddock",
-                    ]
-                )
-            )
-        else:
-            target = "/_paddock/health?" + draw(st.sampled_from(["%", "a=%ff", "x" * 100_000]))
-        data = http(method, target, headers, body, host=ctx.host)
-        return RawCase("admin", None, data, (Sent(method, target),), refuse=refuse, note=note)
 
     return case()
+
+
+_RANGES = [
+    "bytes=0-0",
+    "bytes=-0",
+    "bytes=99999999999999999999-",
+    "bytes=5-1",
+    "bytes=0-1,2-3",
+    "bytes=" + "9" * 400,
+    "bytes=-",
+    "items=0-1",
+    "bytes=-1",
+    "bytes=0-" + "1" * 5000,
+    "bytes=\xff-1",
+]
+
+
+def _signed_link(draw: st.DrawFn, ctx: Context) -> Call:
+    """A real signed result link, asked for oddly: ranges, a key, a tampered signature."""
+    if not ctx.result_links:
+        return _bad_link(draw, ctx)
+    target = draw(st.sampled_from(list(ctx.result_links)))
+    how = draw(
+        st.sampled_from(["range", "range", "auth", "tamper sig", "tamper expiry", "head", "post"])
+    )
+    method, headers = "GET", list[Header]()
+    if how == "range":
+        headers.append(("Range", draw(st.sampled_from(_RANGES))))
+    elif how == "auth":
+        headers += [("Authorization", "Bearer x"), ("Range", "bytes=0-9")]
+    elif how == "tamper sig":
+        target = target[:-2] + ("AA" if not target.endswith("AA") else "BB")
+    elif how == "tamper expiry":
+        target = target.replace("Expires=", "Expires=1", 1)
+    else:
+        method = "HEAD" if how == "head" else "POST"
+    return Call(method, target, headers, note=f"signed link, {how}")
+
+
+def _bad_link(draw: st.DrawFn, ctx: Context) -> Call:
+    provider = draw(st.sampled_from([*ctx.providers, "x", "..", "%2e%2e"]))
+    task = draw(st.sampled_from(["x", "%00", "a" * 5000, "..%2f..", "\u00e9"]))
+    expires = draw(st.sampled_from(["", "1" + "0" * 400, "-1", "١٢٣", "%00", "99999999999"]))
+    signature = draw(st.sampled_from(["", "x", "%ff", "=" * 5000, "a+b/c=="]))
+    target = (
+        f"/_storage/results/{quote(provider)}/{task}.mp4?Expires={expires}"
+        f"&OSSAccessKeyId=x&Signature={signature}"
+    )
+    return Call("GET", target, note="bad link")
 
 
 def _multipart(fields: list[tuple[bytes, bytes]], boundary: bytes, file: bytes | None) -> bytes:
@@ -235,122 +303,71 @@ def _multipart(fields: list[tuple[bytes, bytes]], boundary: bytes, file: bytes |
     return out + b"--" + boundary + b"--\r\n"
 
 
-def _storage(ctx: Context) -> st.SearchStrategy[RawCase]:
-    @st.composite
-    def case(draw: st.DrawFn) -> RawCase:
-        what = draw(st.sampled_from(["signed link", "signed link", "bad link", "upload", "upload"]))
-        method, headers, body = "GET", list[Header](), b""
-        if what == "signed link" and ctx.result_links:
-            target = draw(st.sampled_from(list(ctx.result_links)))
-            how = draw(
-                st.sampled_from(
-                    ["range", "range", "auth", "tamper sig", "tamper expiry", "head", "post"]
-                )
-            )
-            if how == "range":
-                headers.append(
-                    (
-                        "Range",
-                        draw(
-                            st.sampled_from(
-                                [
-                                    "bytes=0-0",
-                                    "bytes=-0",
-                                    "bytes=99999999999999999999-",
-                                    "bytes=5-1",
-                                    "bytes=0-1,2-3",
-                                    "bytes=" + "9" * 400,
-                                    "bytes=-",
-                                    "items=0-1",
-                                    "bytes=-1",
-                                    "bytes=0-" + "1" * 5000,
-                                    "bytes=\xff-1",
-                                ]
-                            )
-                        ),
-                    )
-                )
-            elif how == "auth":
-                headers += [("Authorization", "Bearer x"), ("Range", "bytes=0-9")]
-            elif how == "tamper sig":
-                target = target[:-2] + ("AA" if not target.endswith("AA") else "BB")
-            elif how == "tamper expiry":
-                target = target.replace("Expires=", "Expires=1", 1)
-            elif how == "head":
-                method = "HEAD"
-            else:
-                method = "POST"
-            note = f"signed link, {how}"
-        elif what in ("signed link", "bad link"):
-            provider = draw(st.sampled_from([*ctx.providers, "x", "..", "%2e%2e"]))
-            task = draw(st.sampled_from(["x", "%00", "a" * 5000, "..%2f..", "\u00e9"]))
-            expires = draw(
-                st.sampled_from(["", "1" + "0" * 400, "-1", "١٢٣", "%00", "99999999999"])
-            )
-            signature = draw(st.sampled_from(["", "x", "%ff", "=" * 5000, "a+b/c=="]))
-            target = (
-                f"/_storage/results/{quote(provider)}/{task}.mp4?Expires={expires}"
-                f"&OSSAccessKeyId=x&Signature={signature}"
-            )
-            note = "bad link"
-        else:
-            method, target = "POST", "/_storage/oss"
-            body, headers, note = draw(_upload(ctx))
-        data = http(method, target, headers, body, host=ctx.host)
-        return RawCase("storage", None, data, (Sent(method, target),), note=note, timeout=10.0)
-
-    return case()
+_UPLOADS = [
+    "key outside",
+    "key huge",
+    "no file",
+    "junk policy",
+    "many parts",
+    "unterminated",
+    "no boundary",
+    "binary names",
+    "big part",
+    "valid",
+]
 
 
-@st.composite
-def _upload(draw: st.DrawFn, ctx: Context) -> tuple[bytes, list[Header], str]:
+def _upload(draw: st.DrawFn, ctx: Context) -> Call:
     """A multipart POST to the mock's OSS: a real policy with a bad key, or junk all through."""
     boundary = b"fuzzboundary"
     policy = dict(ctx.policy)
+    directory = policy.pop("key", "x") + "/"
     fields = [(k.encode(), v.encode()) for k, v in policy.items()]
-    how = draw(
-        st.sampled_from(
-            [
-                "key outside",
-                "key huge",
-                "no file",
-                "junk policy",
-                "many parts",
-                "unterminated",
-                "no boundary",
-                "binary names",
-                "big part",
-                "valid",
-            ]
-        )
-    )
-    file: bytes | None = png(400, 300, zlib.compress(b"\x00" + b"\x80" * 1200 * 300))
-    content_type = b"multipart/form-data; boundary=" + boundary
-    directory = policy.get("key", "x/")
+    how = draw(st.sampled_from(_UPLOADS))
+    file: bytes | None = sample_png()
     if how == "key outside":
         fields.append((b"key", draw(st.sampled_from([b"../x", b"/etc/passwd", b"", b"\xff"]))))
     elif how == "key huge":
         fields.append((b"key", directory.encode() + b"k" * draw(st.integers(1000, 200_000))))
-    elif how == "no file":
-        fields.append((b"key", directory.encode() + b"a.png"))
-        file = None
     elif how == "junk policy":
         fields = [(b"policy", b"%%%"), (b"Signature", b"x"), (b"key", b"a")]
     elif how == "many parts":
         fields += [(b"f%d" % i, b"v") for i in range(draw(st.integers(100, 5000)))]
     elif how == "binary names":
         fields.append((b"\xff\xfe", b"\x00\xff"))
-    elif how == "big part":
-        fields.append((b"key", directory.encode() + b"a.png"))
-        file = b"\x00" * (4 * 1024 * 1024 + 10)
-    elif how == "valid":
+    else:
         fields.append((b"key", directory.encode() + b"fuzz.png"))
+        file = {"no file": None, "big part": b"\x00" * (4 * 1024 * 1024 + 10)}.get(how, file)
     body = _multipart(fields, boundary, file)
     if how == "unterminated":
         body = body[: len(body) // 2]
-    if how == "no boundary":
-        content_type = b"multipart/form-data"
-    return body, [("Content-Type", content_type)], f"upload, {how}"
+    content_type = b"multipart/form-data" + (
+        b"" if how == "no boundary" else b"; boundary=" + boundary
+    )
+    return Call(
+        "POST", "/_storage/oss", [("Content-Type", content_type)], body, note=f"upload, {how}"
+    )
+
+
+STORAGE_CALLS: list[Callable[[st.DrawFn, Context], Call]] = [
+    _signed_link,
+    _signed_link,
+    _bad_link,
+    _upload,
+    _upload,
+]
+
+
+def _storage(ctx: Context) -> st.SearchStrategy[RawCase]:
+    @st.composite
+    def case(draw: st.DrawFn) -> RawCase:
+        call = draw(st.sampled_from(STORAGE_CALLS))(draw, ctx)
+        data = http(call.method, call.target, call.headers, call.body, host=ctx.host)
+        return RawCase(
+            "storage", None, data, (Sent(call.method, call.target),), note=call.note, timeout=10.0
+        )
+
+    return case()
 
 
 FAMILIES: dict[str, Callable[[Context], st.SearchStrategy[RawCase]]] = {

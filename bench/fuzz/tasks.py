@@ -19,6 +19,7 @@ shows up as a setup error rather than as a false finding.
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,7 @@ class SetupError(RuntimeError):
     """The server did not take the requests the fuzz run depends on."""
 
 
+@functools.cache
 def sample_png(width: int = 640, height: int = 480) -> bytes:
     """A real PNG every provider's image rules accept (sides >= 300, aspect within 1:2.5)."""
     out = io.BytesIO()
