@@ -12,16 +12,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.fuzz.bodies import base_body
 from bench.fuzz.cases import Context, RawCase, area_of, compact, http
-from bench.fuzz.driver import FAMILIES
+from bench.fuzz.driver import FAMILIES, compare
 from bench.fuzz.exchange import Answer, exchange
 from bench.fuzz.oracles import Judge, summarise
-from bench.fuzz.tasks import sample_png
+from bench.fuzz.report import Tally
+from bench.fuzz.tasks import make_tasks, sample_png
 from contracts.bodies import create_headers
 from contracts.spec import SpecSet
 from tests.conftest import LiveServer, Mock
@@ -238,3 +240,22 @@ def test_a_weighted_choice_keeps_the_rare_branch_rare() -> None:
 
     draw()
     assert sum(picks) < len(picks) / 10
+
+
+@pytest.mark.e2e
+def test_pre_fuzz_tasks_answer_alike_until_something_moves_them(
+    serve: Callable[..., LiveServer], specs: SpecSet
+) -> None:
+    server = serve()
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        image = client.post("/_paddock/media", content=sample_png()).json()["url"]
+        tasks = make_tasks(client, specs, image)
+        assert tasks.result_links  # every SUCCEEDED task's video, fetched once
+        before = tasks.snapshot(client, specs)
+        tally = Tally()
+        compare(tally, before, tasks.snapshot(client, specs))
+        assert tally.violations == 0  # fresh request ids and reissued links are blanked
+        client.post("/_paddock/clock/advance", json={"seconds": 86400})
+        compare(tally, before, tasks.snapshot(client, specs))
+    changed = {f.kind for f in tally.failures.values() if f.oracle == "task changed"}
+    assert len(changed) == len(before)  # a day on, every task has expired

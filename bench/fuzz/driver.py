@@ -26,7 +26,7 @@ from bench.load import Server, start_server, stop_server
 from contracts.openapi import run_schema_checks
 from contracts.spec import SpecSet, load_specs
 
-__all__ = ["FAMILIES", "main"]
+__all__ = ["FAMILIES", "compare", "main"]
 
 FUZZ_KEY = "sk-fuzz-visitor"
 FAMILIES: dict[str, Callable[[Context], st.SearchStrategy[RawCase]]] = {
@@ -302,7 +302,8 @@ def _setup(server: Server, specs: SpecSet) -> tuple[Context, TaskSet, httpx.Clie
     return ctx, tasks, client
 
 
-def _compare(tally: Tally, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
+def compare(tally: Tally, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
+    """The ``task changed`` oracle: every answer snapshotted before fuzzing, the same after."""
     for label, answer in before.items():
         if after.get(label) != answer:
             tally.fail(
@@ -401,11 +402,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             client.close()
     finally:
         stop_server(server)
-    _compare(tally, before, after)
+    compare(tally, before, after)
     header = f"paddock fuzz (seed {args.seed})"
+    made = sum(len(v) for v in ctx.task_ids.values())
     tally.notes.append(
-        f"pre-fuzz answers compared: {len(before)} "
-        f"({sum(len(v) for v in ctx.task_ids.values())} tasks and listings)"
+        f"pre-fuzz answers compared: {len(before)} ({made} tasks, {len(before) - made} listings)"
     )
     tally.notes.append(f"server RSS: {rss[0]} before fuzzing, {rss[1]} after")
     tally.notes.append(f"server log: {server.log_path}")
