@@ -1,4 +1,12 @@
-"""Run the fuzz session: start ``paddock serve``, make tasks, send the sources, judge, report."""
+"""Run the fuzz session: start ``paddock serve``, make tasks, send the sources, judge, report.
+
+Requests go one at a time, so each traceback in the log is charged to the
+request that caused it and every exchange has its own deadline; a health
+check runs every 200 cases and the whole run stops at ``--max-seconds``.
+The raw families share what the schemathesis source leaves of
+``--requests``; each family is a hypothesis strategy run with a fixed seed,
+so the same flags send the same bytes.
+"""
 
 from __future__ import annotations
 
@@ -96,7 +104,7 @@ class Runner:
                 example,
                 case.note,
             )
-        self._log(where, example, case.note, troubled)
+        self.log(where, example, case.note, troubled)
 
     def http(
         self, source: str, provider: str, request: httpx.Request, response: httpx.Response
@@ -113,7 +121,7 @@ class Runner:
         self._judge(
             f"{source}, {provider}", "provider", provider, request.method, answer, example, ""
         )
-        self._log(f"{source}, {provider}", example, "", response.status_code >= 500)
+        self.log(f"{source}, {provider}", example, "", response.status_code >= 500)
 
     def _judge(
         self,
@@ -135,9 +143,10 @@ class Runner:
                 note or f"answered {answer.status}: {excerpt(answer.body, 120)}",
             )
 
-    def _log(
+    def log(
         self, where: str, example: str | Callable[[], str], note: str, troubled: bool = False
     ) -> None:
+        """Count each traceback logged since the last look against ``where``."""
         if troubled:
             # Starlette sends its 500 before it re-raises for uvicorn to log:
             # give the log a moment, or the traceback lands on the next case.
@@ -352,7 +361,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="ARG",
-        help="pass ARG on to paddock serve (repeatable)",
+        help="pass ARG on to paddock serve (repeatable; --serve-arg=--timing --serve-arg=instant)",
     )
     return parser.parse_args(argv)
 
@@ -372,13 +381,15 @@ def _fuzz(
         raise SystemExit("setup error: the pre-fuzz answers move on their own")
     rss_before = _rss(server)
     runner = Runner(server, ctx, tally, started + args.max_seconds)
-    runner.watch.skip()
+    runner.log("setup", "(the setup's requests)", "")
     try:
         print("schemathesis ...", file=sys.stderr, flush=True)
         schemathesis_source(runner, args.schema_examples, args.seed)
         print("raw requests ...", file=sys.stderr, flush=True)
         raw_source(runner, max(args.requests - tally.total, 0), args.seed)
         runner.health()
+        time.sleep(0.2)  # a traceback logged after the last answer
+        runner.log("after the last case", "(the last cases)", "")
     except Abort as exc:
         tally.notes.append(f"stopped early: {exc}")
     after = tasks.snapshot(client, ctx.specs) if server.proc.poll() is None else {}

@@ -124,7 +124,7 @@ class Judge:
             return
         place = provider or area
         if answer.length > MAX_ERROR_BYTES:
-            start = stable(excerpt(answer.body))
+            start = stable(excerpt(answer.body, 140))
             yield (
                 "oversized error answer",
                 f"{place} {status} over {MAX_ERROR_BYTES} bytes: {start}",
@@ -163,10 +163,6 @@ class LogWatch:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.offset = 0
-
-    def skip(self) -> None:
-        """Forget what is logged so far (start-up lines, the setup's requests)."""
-        self.offset = self.path.stat().st_size
 
     def problems(self) -> list[str]:
         """One summary per traceback or ASGI error logged since the last call."""
