@@ -1,0 +1,5 @@
+import sys
+
+from bench.fuzz.driver import main
+
+sys.exit(main())
