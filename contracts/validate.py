@@ -53,7 +53,9 @@ class Violation:
         rule = spec.violations[self.kind]
         template = rule.message or rule.error.message
         values = {"field": self.field or "", "detail": self.detail, **self.values, **extra}
-        return rule.error, _Formatter().vformat(template, (), _Defaulting(values))
+        # What the client sent is quoted back, never at its own length.
+        shown = {k: _clip(v, 200) if isinstance(v, str) else v for k, v in values.items()}
+        return rule.error, _Formatter().vformat(template, (), _Defaulting(shown))
 
     def __str__(self) -> str:
         where = f" at {self.field}" if self.field else ""

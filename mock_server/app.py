@@ -117,42 +117,67 @@ class MockState:
 
 
 class MockApp(Starlette):
-    """Starlette, with provider operations dispatched by dict and regex before its router.
+    """Starlette for the mock's own routes; provider routes dispatched here, by dict and regex.
 
-    Starlette tries routes one regex at a time; the mock has some thirty, and
-    the hot create and poll paths would sit behind the admin and storage ones.
-    A static path is one dict lookup here, a ``{task_id}`` path one regex per
-    provider. Everything else (admin, storage, catch-alls in each provider's
-    envelope) still goes through Starlette's router.
+    This is the one documented replacement of Starlette's router, for the
+    provider side only: a static operation path is one dict lookup, a
+    ``{task_id}`` path one regex per provider, any other path under a
+    provider's prefix (any method, even ``PROPFIND``) that provider's own "not
+    found" in its envelope. Starlette's router keeps what is the mock's own
+    (the admin API and object storage, under their reserved prefixes).
     """
+
+    RESERVED = ("/_paddock", "/_storage")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._static: dict[str, Endpoint] = {}
-        self._dynamic: list[tuple[re.Pattern[str], Endpoint]] = []
+        self._static: dict[str, dict[str, Endpoint]] = {}
+        self._dynamic: list[tuple[re.Pattern[str], dict[str, Endpoint]]] = []
+        self._fallbacks: list[tuple[str, Endpoint]] = []
         self.paddock: MockState | None = None
 
-    def add_operation(self, pattern: str, endpoint: Endpoint) -> None:
+    def add_operation(self, pattern: str, method: str, endpoint: Endpoint) -> None:
         if "{" not in pattern:
-            self._static.setdefault(pattern, endpoint)
+            self._static.setdefault(pattern, {}).setdefault(method, endpoint)
             return
-        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(pattern))
-        self._dynamic.append((re.compile(regex + r"\Z"), endpoint))
+        regex = re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(pattern)) + r"\Z")
+        for known, methods in self._dynamic:
+            if known.pattern == regex.pattern:
+                methods.setdefault(method, endpoint)
+                return
+        self._dynamic.append((regex, {method: endpoint}))
+
+    def add_fallback(self, prefix: str, endpoint: Endpoint) -> None:
+        """Everything else under ``prefix`` ("" for the root provider) goes to ``endpoint``."""
+        self._fallbacks.append((prefix, endpoint))
+        self._fallbacks.sort(key=lambda item: len(item[0]), reverse=True)
+
+    def _route(self, path: str, method: str) -> tuple[Endpoint | None, dict[str, str]]:
+        methods = self._static.get(path)
+        params: dict[str, str] = {}
+        if methods is None:
+            for regex, candidates in self._dynamic:
+                match = regex.match(path)
+                if match is not None:
+                    methods, params = candidates, match.groupdict()
+                    break
+        if methods is not None:
+            endpoint = methods.get(method)
+            if endpoint is not None:
+                return endpoint, params
+        if path.startswith(self.RESERVED):
+            return None, params
+        for prefix, fallback in self._fallbacks:
+            if not prefix or path == prefix or path.startswith(prefix + "/"):
+                return fallback, params
+        return None, params
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = self.paddock
         if state is not None and not state._started:
             await state.start()
         if scope["type"] == "http":
-            path = scope["path"]
-            endpoint = self._static.get(path)
-            params: dict[str, str] = {}
-            if endpoint is None:
-                for regex, candidate in self._dynamic:
-                    match = regex.match(path)
-                    if match is not None:
-                        endpoint, params = candidate, match.groupdict()
-                        break
+            endpoint, params = self._route(scope["path"], scope["method"])
             if endpoint is not None:
                 scope["app"] = self
                 scope["path_params"] = params
@@ -219,16 +244,16 @@ def create_app(
         prefixes.append(("", root_provider))
     for spec in specs:
         state.services[spec.provider] = ProviderService(spec, state)
-    for prefix, provider in prefixes:
-        routes.extend(state.services[provider].routes(prefix))
     app = MockApp(
         routes=routes,
         exception_handlers={404: _plain_not_found, 405: _plain_not_found},
         lifespan=lifespan,
     )
     for prefix, provider in prefixes:
-        for pattern, endpoint in state.services[provider].operation_routes(prefix):
-            app.add_operation(pattern, endpoint)
+        service = state.services[provider]
+        for pattern, method, endpoint in service.operation_routes(prefix):
+            app.add_operation(pattern, method, endpoint)
+        app.add_fallback(prefix, service.not_found)
     app.state.paddock = state
     app.paddock = state
     return app

@@ -81,26 +81,31 @@ def parse_scenario(spec: Spec, header: str | None, prompt: str | None) -> Scenar
         items.extend(_MARKER.findall(prompt))
     if not items:
         return _EMPTY
+    if len(items) > 16:
+        raise ScenarioError(f"a scenario takes at most 16 items, got {len(items)}")
     values: dict[str, object] = {}
     for item in items:
+        # An item is quoted back in the error; never at its own length.
+        shown = item if len(item) <= 80 else item[:79] + "…"
         name, _, arg = item.partition("=")
         name = name.strip().lower()
         arg = arg.strip()
         if name in ("fail", "reject"):
             if not arg:
                 raise ScenarioError(
-                    f"scenario item {item!r} needs a code, e.g. {name}=InvalidParameter"
+                    f"scenario item {shown!r} needs a code, e.g. {name}=InvalidParameter"
                 )
             if not spec.has_error(arg):
                 known = ", ".join(sorted(spec.errors))
                 raise ScenarioError(
-                    f"scenario {name}={arg}: {spec.provider} has no error {arg!r}; known: {known}"
+                    f"scenario {shown!r}: {spec.provider} has no error {arg[:80]!r}; "
+                    f"known: {known}"
                 )
             values[name] = spec.error(arg).key
         elif name == "stuck":
             state = (arg or "running").upper()
             if state not in ("RUNNING", "PENDING"):
-                raise ScenarioError(f"scenario {item!r}: stuck takes running or pending")
+                raise ScenarioError(f"scenario {shown!r}: stuck takes running or pending")
             values["stuck"] = state
         elif name in ("throttle", "flaky"):
             values[name] = True
@@ -110,8 +115,10 @@ def parse_scenario(spec: Spec, header: str | None, prompt: str | None) -> Scenar
             except ValueError:
                 factor = -1.0
             if not factor > 0 or not math.isfinite(factor):
-                raise ScenarioError(f"scenario {item!r}: slow takes a positive factor, e.g. slow=3")
+                raise ScenarioError(
+                    f"scenario {shown!r}: slow takes a positive factor, e.g. slow=3"
+                )
             values["slow"] = factor
         else:
-            raise ScenarioError(f"unknown scenario item {item!r}; known: {_ITEMS}")
+            raise ScenarioError(f"unknown scenario item {shown!r}; known: {_ITEMS}")
     return Scenario(**values)  # type: ignore[arg-type]

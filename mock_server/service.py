@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
 from contracts.bodies import path_parts
 from contracts.lifecycle import draw_plan, output_shape, progress_at, state_at, times_at
@@ -96,19 +95,12 @@ class ProviderService:
 
     # -- routing --------------------------------------------------------------------------------
 
-    def operation_routes(self, prefix: str) -> list[tuple[str, Endpoint]]:
-        """``(path pattern, endpoint)`` for each operation, for the app's fast dispatch."""
-        return [(prefix + op.path, self._endpoint(op)) for op in self.spec.operations.values()]
-
-    def routes(self, prefix: str) -> list[BaseRoute]:
-        """Each operation at ``prefix`` + its documented path, then a catch-all in this envelope."""
-        routes: list[BaseRoute] = []
-        for op in self.spec.operations.values():
-            routes.append(Route(prefix + op.path, self._endpoint(op), methods=ALL_METHODS))
-        routes.append(Route(prefix + "/{rest:path}", self._not_found, methods=ALL_METHODS))
-        if prefix:
-            routes.append(Route(prefix, self._not_found, methods=ALL_METHODS))
-        return routes
+    def operation_routes(self, prefix: str) -> list[tuple[str, str, Endpoint]]:
+        """``(path pattern, method, endpoint)`` for each operation, for the app's dispatch."""
+        return [
+            (prefix + op.path, op.method, self._endpoint(op))
+            for op in self.spec.operations.values()
+        ]
 
     def _endpoint(self, op: Operation) -> Endpoint:
         handler = self._handlers[op.kind]
@@ -118,13 +110,8 @@ class ProviderService:
             marks: dict[str, Any] = {}
             task_id: str | None = request.path_params.get("task_id")
             try:
-                if request.method != op.method:
-                    response = self.violation(
-                        Violation("route_unknown", None, f"{request.method} is not allowed here")
-                    )
-                else:
-                    response = await handler(request, marks)
-                    task_id = marks.get("task_id", task_id)
+                response = await handler(request, marks)
+                task_id = marks.get("task_id", task_id)
             except _Answer as answer:
                 response = answer.response
                 task_id = answer.task_id or task_id
@@ -157,8 +144,13 @@ class ProviderService:
 
         return endpoint
 
-    async def _not_found(self, request: Request) -> Response:
-        response = self.violation(Violation("route_unknown", None, f"no route {request.url.path}"))
+    async def not_found(self, request: Request) -> Response:
+        """Any path under this provider that is no operation, or an operation's path with
+        another method: the provider's own "not found", in its envelope."""
+        path = request.scope["path"]
+        response = self.violation(
+            Violation("route_unknown", None, f"no route {request.method[:16]} {path[:200]}")
+        )
         await self.state.journal.record(
             at=self.state.clock.now(),
             method=request.method,
