@@ -98,8 +98,7 @@ def parse_scenario(spec: Spec, header: str | None, prompt: str | None) -> Scenar
             if not spec.has_error(arg):
                 known = ", ".join(sorted(spec.errors))
                 raise ScenarioError(
-                    f"scenario {shown!r}: {spec.provider} has no error {arg[:80]!r}; "
-                    f"known: {known}"
+                    f"scenario {shown!r}: {spec.provider} has no error {arg[:80]!r}; known: {known}"
                 )
             values[name] = spec.error(arg).key
         elif name == "stuck":
