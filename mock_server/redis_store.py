@@ -34,6 +34,7 @@ import orjson
 import redis.asyncio as redis
 from redis.exceptions import NoScriptError
 
+from contracts.cache import BoundedCache
 from contracts.media import MediaInfo
 from contracts.task import TaskRecord
 from mock_server import redis_scripts as lua
@@ -178,6 +179,8 @@ class RedisStore:
         self._shas: dict[str, str] = {}
         self._gen = 0
         self._secret: bytes | None = None
+        # Keyed by the stored bytes themselves, so a changed record is a new entry.
+        self._decoded: BoundedCache[bytes, TaskRecord] = BoundedCache(4096)
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -355,7 +358,14 @@ class RedisStore:
     async def get_task(self, provider: str, task_id: str) -> TaskRecord | None:
         key = self._task_key(provider, task_id)
         raw = await self._command(lambda pipe: pipe.get(key))
-        return self._live(TaskRecord.from_json(orjson.loads(raw))) if raw is not None else None
+        return self._live(self._decode(raw)) if raw is not None else None
+
+    def _decode(self, raw: bytes) -> TaskRecord:
+        """A stored record as a TaskRecord; a task is polled again and again, so decode it once."""
+        task = self._decoded.get(raw)
+        if task is None:
+            task = self._decoded.put(raw, TaskRecord.from_json(orjson.loads(raw)))
+        return task
 
     def _live(self, task: TaskRecord) -> TaskRecord | None:
         """The task unless the virtual clock has moved past its keeping (before Redis expiry)."""
@@ -375,7 +385,7 @@ class RedisStore:
             return []
         keys = [self._task_key(p, i) for p, i in provider_ids]
         raws = await self._command(lambda pipe: pipe.mget(keys))
-        found = (self._live(TaskRecord.from_json(orjson.loads(raw))) for raw in raws if raw)
+        found = (self._live(self._decode(raw)) for raw in raws if raw)
         return [task for task in found if task is not None]
 
     async def owner_tasks(self, provider: str, owner: str) -> list[TaskRecord]:
