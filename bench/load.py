@@ -80,7 +80,8 @@ class Plan:
     wrk: Wrk
     rounds: int = 3
     duration: int = 5
-    warmup: int = 1
+    warmup: int = 2
+    max_warmup: int = 30
     peers: bool = True
     scale_tasks: int = 100_000
     soak_seconds: int = 60
@@ -91,9 +92,9 @@ class Plan:
 
     def expected_minutes(self) -> float:
         """A rough forecast, so nobody wonders whether a quiet terminal is stuck."""
-        per_server = 2 * (self.warmup + self.rounds * self.duration)
+        per_server = 2 * (2 * self.warmup + self.rounds * self.duration)
         seconds = {
-            "throughput": (5 if self.peers else 2) * per_server + 40,
+            "throughput": (5 if self.peers else 2) * per_server + 2 * self.max_warmup + 40,
             "scale": self.scale_tasks / 3000 + 2 * self.rounds * self.duration + 10,
             "soak": self.soak_seconds + self.flat_total / 3000 + 5,
             "clients": 5 * self.client_rounds + 15 if self.client_tasks else 0,
@@ -196,11 +197,12 @@ def _throughput(plan: Plan, fleet: Fleet) -> list[str]:
         rounds=plan.rounds,
         duration=plan.duration,
         warmup=plan.warmup,
+        max_warmup=plan.max_warmup,
         say=say,
     )
     lines = [
         f"throughput: wrk {plan.wrk.flags()}, {plan.duration} s runs, median of "
-        f"{plan.rounds} rounds after {plan.warmup} s warm-up, alternating servers",
+        f"{plan.rounds} rounds, servers alternating, each warmed until its rates settle",
         *report(contenders, skipped),
         *notes,
     ]
@@ -293,7 +295,13 @@ def _parse_args(argv: Sequence[str] | None) -> Plan:
     add = parser.add_argument
     add("--rounds", type=int, default=3, help="measured rounds per server (default 3)")
     add("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
-    add("--warmup", type=int, default=1, help="warm-up seconds per server and route (default 1)")
+    add("--warmup", type=int, default=2, help="seconds of one warm-up run (default 2)")
+    add(
+        "--max-warmup",
+        type=int,
+        default=30,
+        help="warm-up seconds per server at most, until its rates settle (default 30)",
+    )
     add("--threads", type=int, default=1, help="wrk threads (default 1)")
     add("--connections", type=int, default=32, help="wrk connections (default 32)")
     add("--only", action="append", choices=PHASES, help="run only this phase (repeatable)")
@@ -334,6 +342,7 @@ def _parse_args(argv: Sequence[str] | None) -> Plan:
         rounds=args.rounds,
         duration=args.duration,
         warmup=args.warmup,
+        max_warmup=args.max_warmup,
         peers="peers" not in args.skip,
         scale_tasks=args.scale_tasks,
         soak_seconds=max(args.soak_seconds, 0),
@@ -353,9 +362,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     say(
         f"bench: phases {', '.join(plan.phases)}; wrk {plan.wrk.flags()}; "
-        f"about {plan.expected_minutes():.0f} min on {os.cpu_count()} cores"
+        f"about {plan.expected_minutes():.0f} min on {os.cpu_count()} cores "
+        f"(load average now {os.getloadavg()[0]:.1f})"
     )
-    results: list[tuple[str, list[str], float]] = []
+    # (phase, lines, seconds, load average at its end): a busy machine's figures are noisy,
+    # and JIT-compiled peers suffer from it most, so the load is printed with the timings.
+    results: list[tuple[str, list[str], float, float]] = []
     failed = False
     try:
         with tempfile.TemporaryDirectory(prefix="paddock-bench-") as tmp:
@@ -371,18 +383,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                     failed = True
                     lines = [f"{phase}: FAILED: {exc}"]
                 seconds = time.monotonic() - phase_started
-                results.append((phase, lines, seconds))
+                results.append((phase, lines, seconds, os.getloadavg()[0]))
                 say("\n".join(lines))
     except KeyboardInterrupt:
         print("bench: interrupted (every server it started is stopped)", file=sys.stderr)
         return 130
     say("\n" + "=" * 30 + " summary " + "=" * 30)
-    for _, lines, _ in results:
+    for _, lines, _, _ in results:
         say("\n".join(lines) + "\n")
-    timings = ", ".join(f"{phase} {seconds:.0f} s" for phase, _, seconds in results)
+    timings = ", ".join(f"{phase} {seconds:.0f} s" for phase, _, seconds, _ in results)
+    loads = ", ".join(f"{load:.1f}" for _, _, _, load in results)
     say(
-        f"bench: total {time.monotonic() - started:.0f} s ({timings}); "
-        "figures under target are reported as BELOW, not failed"
+        f"bench: total {time.monotonic() - started:.0f} s ({timings}); load average at the end "
+        f"of each: {loads} on {os.cpu_count()} cores; figures under target are BELOW, not failed"
     )
     return 1 if failed else 0
 
