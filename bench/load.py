@@ -81,7 +81,7 @@ class Plan:
     rounds: int = 3
     duration: int = 5
     warmup: int = 2
-    max_warmup: int = 30
+    max_warmup: int = 20
     peers: bool = True
     scale_tasks: int = 100_000
     soak_seconds: int = 60
@@ -299,8 +299,8 @@ def _parse_args(argv: Sequence[str] | None) -> Plan:
     add(
         "--max-warmup",
         type=int,
-        default=30,
-        help="warm-up seconds per server at most, until its rates settle (default 30)",
+        default=20,
+        help="warm-up seconds per server at most, until its rates settle (default 20)",
     )
     add("--threads", type=int, default=1, help="wrk threads (default 1)")
     add("--connections", type=int, default=32, help="wrk connections (default 32)")
