@@ -20,6 +20,7 @@ soak's first segment, so a flatness run costs the soak nothing extra.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ FLAT_FIRST = 100_000
 FLAT_TOTAL = 3_000_000
 FLAT_TARGET = 0.10  # RSS may differ by this share between the two samples
 FLAT_MAX_SECONDS = 3600  # bounds the flatness run on any machine
+FLAT_STEP = 500_000  # requests between two progress lines of the flatness run
 
 
 @dataclass(frozen=True)
@@ -140,17 +142,26 @@ def run(
     ]
     if after_first is None:
         return [*lines, "memory flatness: skipped (pass --flat: 3,000,000 requests, ~10-15 min)"]
-    left = flat_total - sum(s.result.requests for s in segments)
-    if left > 0:
-        segment(FLAT_MAX_SECONDS, left)
+    # In steps, so a long run shows progress and the RSS trajectory, not only its two ends.
+    deadline = time.monotonic() + FLAT_MAX_SECONDS
+    while (left := flat_total - sum(s.result.requests for s in segments)) > 0:
+        remaining_time = deadline - time.monotonic()
+        if remaining_time < 1:
+            break
+        segment(remaining_time, min(left, FLAT_STEP))
     requests, _, _, errors = _totals(segments)
     growth = segments[-1].rss / after_first.rss - 1
+    # Away from zero at the shown precision, so a shown 10.0 % never hides a 10.04 % that fails.
+    growth = math.copysign(math.ceil(abs(growth) * 1000) / 1000, growth)
     verdict = "PASS" if abs(growth) <= FLAT_TARGET and not errors else "BELOW"
+    short = f" (stopped by the {FLAT_MAX_SECONDS} s bound)" if requests < flat_total else ""
+    trajectory = ", ".join(f"{s.rss / 1e6:,.0f}" for s in segments)
     return [
         *lines,
         f"memory flatness: RSS after {after_first.result.requests:,} requests "
         f"{megabytes(after_first.rss)} ({after_first.stored:,} tasks stored), after "
-        f"{requests:,} {megabytes(segments[-1].rss)} ({segments[-1].stored:,} tasks stored): "
-        f"{growth:+.1%} (target within {FLAT_TARGET:.0%}) {verdict}",
+        f"{requests:,}{short} {megabytes(segments[-1].rss)} ({segments[-1].stored:,} tasks "
+        f"stored): {growth:+.1%} (target within {FLAT_TARGET:.0%}) {verdict}",
         f"  {_summary(segments)}",
+        f"  RSS after each step, MB: {trajectory}",
     ]
