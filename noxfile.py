@@ -1,8 +1,9 @@
 """Developer and CI entry points: ``nox`` runs tests, lint, typecheck; ``-s bench``, ``-s fuzz``.
 
 Each session installs what it needs into its own virtualenv, so a clean
-checkout needs only ``nox`` (and ``wrk`` for the bench). Virtualenvs are
-reused between runs because installing PyAV and Pillow dominates a cold run.
+checkout needs only ``nox`` (the bench also wants wrk, npm, Java and Redis).
+Virtualenvs are reused between runs because installing PyAV and Pillow
+dominates a cold run.
 """
 
 from __future__ import annotations
@@ -37,11 +38,20 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """paddock vs a bare Starlette ceiling under wrk; not in the default run (~90 s, needs wrk).
+    """paddock under load next to its ceiling and its peers; not in the default run (~7 min).
 
-    The driver uses only the standard library, paddock and its dependencies
-    (Starlette, uvicorn), so installing the project is enough. Arguments go to
-    the driver (``nox -s bench -- --rounds 5``).
+    Phases: throughput (paddock, bare Starlette, Prism, WireMock and, when
+    ``paddock serve`` has ``--store``, two workers on Redis; issue 11's
+    ratios with PASS/BELOW), scale (100,000 tasks), soak (60 s of mixed
+    traffic; ``-- --flat`` goes on to 3,000,000 requests for memory
+    flatness, 10-15 min more), the async client and the conformance suites.
+    See ``bench/load.py`` for every flag (``nox -s bench -- --help``).
+
+    Needs wrk (installed with apt-get when running as root), npm for Prism
+    and WireMock (installed once into .nox/peers/), Java 17+ for WireMock and
+    redis-server for the shared-store row; a missing peer is skipped with a
+    note. The driver itself uses only the standard library and paddock's own
+    dependencies, so installing the project is enough.
     """
     session.install("-e", ".")
     session.run("python", "-m", "bench.load", *session.posargs)

@@ -25,23 +25,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-__all__ = ["CREATE_PATH", "POLL_PATH", "app", "main"]
+from bench.traffic import CREATE_PATH, POLL_PREFIX
 
-CREATE_PATH = "/dashscope/api/v1/services/aigc/video-generation/video-synthesis"
-POLL_PATH = "/dashscope/api/v1/tasks/{task_id}"
+__all__ = ["CREATED", "PREFIX", "SUCCEEDED", "TASK_ID", "app", "main"]
 
-_TASK_ID = "95d8e110-1c99-450f-ad24-8aa6fb2c3702"
+PREFIX = "/dashscope"  # where paddock serves DashScope, so the URLs match too
+TASK_ID = "95d8e110-1c99-450f-ad24-8aa6fb2c3702"
 
 # Same keys and about the same byte size as the mock's answers (137 and ~600
-# bytes): serialising a smaller body would flatter the ceiling.
-_CREATED: dict[str, Any] = {
-    "output": {"task_status": "PENDING", "task_id": _TASK_ID},
+# bytes): serialising a smaller body would flatter the ceiling. WireMock's
+# stubs answer these bodies too.
+CREATED: dict[str, Any] = {
+    "output": {"task_status": "PENDING", "task_id": TASK_ID},
     "request_id": "488ba77d-01f9-4c96-b649-8c40ce9d2854",
 }
-_SUCCEEDED: dict[str, Any] = {
+SUCCEEDED: dict[str, Any] = {
     "request_id": "a32df753-f8a3-44f6-9833-c8e89e2aeb1c",
     "output": {
-        "task_id": _TASK_ID,
+        "task_id": TASK_ID,
         "task_status": "SUCCEEDED",
         "submit_time": "2026-11-21 14:14:05.271",
         "scheduled_time": "2026-11-21 14:14:06.127",
@@ -49,7 +50,7 @@ _SUCCEEDED: dict[str, Any] = {
         "orig_prompt": "A cat running on the grass",
         "video_url": (
             "http://127.0.0.1:8000/_storage/results/dashscope/"
-            f"{_TASK_ID}.mp4?Expires=1795328048&OSSAccessKeyId=PADDOCKMOCKACCESSKEY"
+            f"{TASK_ID}.mp4?Expires=1795328048&OSSAccessKeyId=PADDOCKMOCKACCESSKEY"
             "&Signature=Hdkp5scgx-xIqRRQPfxFqeo29Ps"
         ),
     },
@@ -66,18 +67,18 @@ _SUCCEEDED: dict[str, Any] = {
 async def create(request: Request) -> JSONResponse:
     """Read the body, as any real create handler must, and answer a fixed PENDING task."""
     await request.body()
-    return JSONResponse(_CREATED)
+    return JSONResponse(CREATED)
 
 
 async def poll(request: Request) -> JSONResponse:
     """Answer a fixed SUCCEEDED task, the state the bench's polled task is in on the mock."""
-    return JSONResponse(_SUCCEEDED)
+    return JSONResponse(SUCCEEDED)
 
 
 app = Starlette(
     routes=[
-        Route(CREATE_PATH, create, methods=["POST"]),
-        Route(POLL_PATH, poll, methods=["GET"]),
+        Route(PREFIX + CREATE_PATH, create, methods=["POST"]),
+        Route(PREFIX + POLL_PREFIX + "{task_id}", poll, methods=["GET"]),
     ]
 )
 
