@@ -30,7 +30,7 @@ from bench.fuzz.exchange import Answer, exchange
 from bench.fuzz.oracles import Judge, LogWatch, excerpt, stable
 from bench.fuzz.report import Tally
 from bench.fuzz.tasks import TaskSet, make_tasks, sample_png
-from bench.load import Server, start_server, stop_server
+from bench.servers import Fleet, Server, answers
 from contracts.openapi import run_schema_checks
 from contracts.spec import SpecSet, load_specs
 
@@ -403,16 +403,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     specs = load_specs()
     tally = Tally()
     started = time.monotonic()
-    argv_serve = [sys.executable, "-m", "paddock", "serve", "--log-level", "info", *args.serve_arg]
-    server = start_server("paddock", argv_serve, "/_paddock/health", workdir)
-    try:
+    serve = [sys.executable, "-m", "paddock", "serve", "--log-level", "info", *args.serve_arg]
+    with Fleet(workdir) as fleet:
+        server = fleet.start(
+            "paddock",
+            lambda port: [*serve, "--host", "127.0.0.1", "--port", str(port)],
+            answers("/_paddock/health"),
+        )
         ctx, tasks, client = _setup(server, specs)
         try:
             before, after, rss = _fuzz(server, ctx, tasks, client, tally, args, started)
         finally:
             client.close()
-    finally:
-        stop_server(server)
     compare(tally, before, after)
     header = f"paddock fuzz (seed {args.seed})"
     made = sum(len(v) for v in ctx.task_ids.values())
