@@ -48,88 +48,115 @@ Queue = Callable[[Any], Any]
 log = logging.getLogger("paddock.store")
 
 _CLOCK_FIELDS = ("wall", "virtual", "speed", "advanced", "gen")
+# Journal entries wait at most this long (seconds) for a pipeline to ride along with;
+# a journal read waits twice as long first, so every worker's entries have landed.
+JOURNAL_DELAY = 0.002
+# Pipelines a worker keeps out at once; more work waits for the next one.
+MAX_IN_FLIGHT = 2
 _SEP = "\x1f"
 
 
 class _Batch:
     """Commands issued in one event-loop turn, sent as one pipeline when the turn ends.
 
-    Each command gets a future for its own reply. The clock's fields are read
-    at the end of every pipeline, so whoever awaited a command also sees the
-    clock as it stood when Redis answered.
+    Each command gets a future for its own reply. Journal entries ride along
+    with the next pipeline instead of starting one (after at most
+    ``JOURNAL_DELAY`` they go on their own), since nothing waits for them.
+    The clock's fields are read at the end of every pipeline, so whoever
+    awaited a command also sees the clock as it stood when Redis answered.
     """
 
     def __init__(self, store: RedisStore) -> None:
         self._store = store
         self._ops: list[tuple[Queue, asyncio.Future[Any]]] = []
-        self._journal: list[tuple[bytes, asyncio.Future[Any]]] = []
+        self._journal: list[bytes] = []
         self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
         self._running: set[asyncio.Task[None]] = set()
+        self._waiting = False
 
     def command(self, queue: Queue) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = self._loop.create_future()
         self._ops.append((queue, future))
-        self._schedule()
-        return future
-
-    def journal(self, entry: bytes) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = self._loop.create_future()
-        self._journal.append((entry, future))
-        self._schedule()
-        return future
-
-    def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self._flush)
+        return future
+
+    def journal(self, entry: bytes) -> None:
+        self._journal.append(entry)
+        if self._timer is None and not self._scheduled:
+            self._timer = self._loop.call_later(JOURNAL_DELAY, self._journal_due)
+
+    def _journal_due(self) -> None:
+        self._timer = None
+        if self._journal and not self._scheduled:
+            self._scheduled = True
+            self._flush()
 
     def _flush(self) -> None:
         self._scheduled = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if len(self._running) >= MAX_IN_FLIGHT:
+            # Under load, what arrives while pipelines are out waits for one to come
+            # back and goes in the next, larger one: fewer round trips, each fuller.
+            self._waiting = True
+            return
         ops, self._ops = self._ops, []
         entries, self._journal = self._journal, []
+        if not ops and not entries:
+            return
         task = self._loop.create_task(self._send(ops, entries))
         self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if self._waiting:
+            self._waiting = False
+            self._flush()
 
     async def _send(
-        self,
-        ops: list[tuple[Queue, asyncio.Future[Any]]],
-        entries: list[tuple[bytes, asyncio.Future[Any]]],
+        self, ops: list[tuple[Queue, asyncio.Future[Any]]], entries: list[bytes]
     ) -> None:
         store = self._store
-        futures = [future for _, future in ops] + [future for _, future in entries[:1]]
         try:
             async with store.client.pipeline(transaction=False) as pipe:
+                # Entries first: a journal read in this same pipeline then sees them.
+                if entries:
+                    store.journal_command(pipe, entries)
                 for queue, _ in ops:
                     queue(pipe)
-                if entries:
-                    store.journal_command(pipe, [entry for entry, _ in entries])
                 pipe.hmget(store.key("clock"), *_CLOCK_FIELDS)
                 replies = await pipe.execute(raise_on_error=False)
         except Exception as exc:  # the store is unreachable: every waiter hears it
-            for future in (*futures, *(f for _, f in entries)):
+            failure = StoreUnavailable(f"Redis at {store.url}: {exc}")
+            for _, future in ops:
                 if not future.done():
-                    future.set_exception(exc)
+                    future.set_exception(failure)
+            if entries:
+                log.warning("%d journal entries lost: %s", len(entries), failure)
             return
         store.adopt_clock(replies[-1])
+        if entries:
+            written, replies = replies[0], replies[1:]
+            if isinstance(written, NoScriptError):
+                await store.load_scripts()
+                async with store.client.pipeline(transaction=False) as pipe:
+                    store.journal_command(pipe, entries)
+                    await pipe.execute(raise_on_error=False)
         if any(isinstance(reply, NoScriptError) for reply in replies):
             # Redis restarted or its scripts were flushed: load them and run those again.
             await store.load_scripts()
-            retried = await self._retry(ops, entries, replies)
-            replies = retried
+            replies = await self._retry(ops, replies)
         for (_, future), reply in zip(ops, replies, strict=False):
             _settle(future, reply)
-        if entries:
-            reply = replies[len(ops)]
-            for _, future in entries:
-                _settle(future, reply)
 
     async def _retry(
-        self,
-        ops: list[tuple[Queue, asyncio.Future[Any]]],
-        entries: list[tuple[bytes, asyncio.Future[Any]]],
-        replies: list[Any],
+        self, ops: list[tuple[Queue, asyncio.Future[Any]]], replies: list[Any]
     ) -> list[Any]:
         store = self._store
         out = list(replies)
@@ -138,10 +165,6 @@ class _Batch:
                 async with store.client.pipeline(transaction=False) as pipe:
                     queue(pipe)
                     out[index] = (await pipe.execute(raise_on_error=False))[0]
-        if entries and isinstance(replies[len(ops)], NoScriptError):
-            async with store.client.pipeline(transaction=False) as pipe:
-                store.journal_command(pipe, [entry for entry, _ in entries])
-                out[len(ops)] = (await pipe.execute(raise_on_error=False))[0]
         return out
 
 
@@ -446,9 +469,10 @@ class RedisStore:
     async def journal_append(self, entry: bytes) -> None:
         self._bind()
         assert self._batch is not None
-        await self._batch.journal(entry)
+        self._batch.journal(entry)
 
     async def journal_read(self, limit: int) -> list[tuple[int, bytes]]:
+        await asyncio.sleep(2 * JOURNAL_DELAY)
         key, stop = self.key("j"), min(limit, 1 << 30) - 1
         raws = await self._command(lambda pipe: pipe.lrange(key, 0, stop))
         out: list[tuple[int, bytes]] = []
@@ -458,6 +482,7 @@ class RedisStore:
         return out
 
     async def journal_size(self) -> tuple[int, int]:
+        await asyncio.sleep(2 * JOURNAL_DELAY)
         journal, counter = self.key("j"), self.key("jbytes")
         count = await self._command(lambda pipe: pipe.llen(journal))
         size = await self._command(lambda pipe: pipe.get(counter))
