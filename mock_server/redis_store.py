@@ -26,9 +26,9 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, replace
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
 import redis.asyncio as redis
@@ -44,6 +44,7 @@ from mock_server.store import Blob, Limits, StoreFull, StoreUnavailable
 __all__ = ["RedisStore"]
 
 Queue = Callable[[Any], Any]
+Waiter: TypeAlias = "asyncio.Future[Any] | _Fanout"
 
 log = logging.getLogger("paddock.store")
 
@@ -68,7 +69,8 @@ class _Batch:
 
     def __init__(self, store: RedisStore) -> None:
         self._store = store
-        self._ops: list[tuple[Queue, asyncio.Future[Any]]] = []
+        self._ops: list[tuple[Queue, Waiter]] = []
+        self._gets: list[tuple[str, asyncio.Future[Any]]] = []
         self._journal: list[bytes] = []
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
@@ -79,6 +81,15 @@ class _Batch:
     def command(self, queue: Queue) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = self._loop.create_future()
         self._ops.append((queue, future))
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+        return future
+
+    def get(self, key: str) -> asyncio.Future[Any]:
+        """A GET, sent with the turn's other GETs as one MGET: polls are most of the traffic."""
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._gets.append((key, future))
         if not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self._flush)
@@ -106,7 +117,11 @@ class _Batch:
             self._waiting = True
             return
         ops, self._ops = self._ops, []
+        gets, self._gets = self._gets, []
         entries, self._journal = self._journal, []
+        if gets:
+            keys = [key for key, _ in gets]
+            ops.append((lambda pipe: pipe.mget(keys), _Fanout([f for _, f in gets])))
         if not ops and not entries:
             return
         task = self._loop.create_task(self._send(ops, entries))
@@ -120,7 +135,7 @@ class _Batch:
             self._flush()
 
     async def _send(
-        self, ops: list[tuple[Queue, asyncio.Future[Any]]], entries: list[bytes]
+        self, ops: list[tuple[Queue, Waiter]], entries: list[bytes]
     ) -> None:
         store = self._store
         try:
@@ -156,7 +171,7 @@ class _Batch:
             _settle(future, reply)
 
     async def _retry(
-        self, ops: list[tuple[Queue, asyncio.Future[Any]]], replies: list[Any]
+        self, ops: list[tuple[Queue, Waiter]], replies: list[Any]
     ) -> list[Any]:
         store = self._store
         out = list(replies)
@@ -168,7 +183,43 @@ class _Batch:
         return out
 
 
-def _settle(future: asyncio.Future[Any], reply: Any) -> None:
+class _OneWrite(redis.Connection):
+    """A connection that hands a pipeline to the socket as one buffer.
+
+    redis-py packs a pipeline into many small chunks and writes them as a list;
+    on uvloop each becomes its own send, so a pipeline of twenty commands cost
+    a third of a millisecond. Joined, it is one write.
+    """
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        if not isinstance(command, (bytes, str)):
+            command = b"".join(command)
+        await super().send_packed_command(command, check_health)
+
+
+class _Fanout:
+    """Stands in for one future per key of a coalesced MGET: each gets its own value."""
+
+    def __init__(self, futures: list[asyncio.Future[Any]]) -> None:
+        self.futures = futures
+
+    def done(self) -> bool:
+        return all(future.done() for future in self.futures)
+
+    def set_result(self, values: list[Any]) -> None:
+        for future, value in zip(self.futures, values, strict=True):
+            if not future.done():
+                future.set_result(value)
+
+    def set_exception(self, exc: BaseException) -> None:
+        for future in self.futures:
+            if not future.done():
+                future.set_exception(exc)
+
+
+def _settle(future: asyncio.Future[Any] | _Fanout, reply: Any) -> None:
     if future.done():
         return
     if isinstance(reply, Exception):
@@ -222,7 +273,10 @@ class RedisStore:
         if loop is self._loop and self._client is not None:
             return
         pool = redis.BlockingConnectionPool.from_url(
-            self.url, max_connections=self._max_connections, timeout=10
+            self.url,
+            max_connections=self._max_connections,
+            timeout=10,
+            connection_class=_OneWrite,
         )
         self._client = redis.Redis(connection_pool=pool)
         self._loop = loop
@@ -379,8 +433,9 @@ class RedisStore:
         raise StoreUnavailable("the shared clock kept moving while a task was being stored")
 
     async def get_task(self, provider: str, task_id: str) -> TaskRecord | None:
-        key = self._task_key(provider, task_id)
-        raw = await self._command(lambda pipe: pipe.get(key))
+        self._bind()
+        assert self._batch is not None
+        raw = await self._batch.get(self._task_key(provider, task_id))
         return self._live(self._decode(raw)) if raw is not None else None
 
     def _decode(self, raw: bytes) -> TaskRecord:
