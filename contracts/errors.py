@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuthenticationError",
+    "CertificateVerifyFailed",
     "ContentRejected",
     "DownloadError",
     "LocalValidationError",
@@ -64,6 +65,14 @@ class PublicURLRequired(PaddockError, ValueError):
 
 class UnsupportedOperation(PaddockError):
     """The provider has no such operation (e.g. cancel on AnyFast)."""
+
+
+class CertificateVerifyFailed(PaddockError, ConnectionError):
+    """The server's TLS certificate did not verify against the CA bundle in use; nothing was sent.
+
+    Never retried: waiting does not change a certificate. Pass the CA that
+    signed it (``verify="ca.pem"``, or ``SSL_CERT_FILE``).
+    """
 
 
 # -- the provider said no -----------------------------------------------------------------------

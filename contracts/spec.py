@@ -41,6 +41,7 @@ __all__ = [
     "Spec",
     "SpecError",
     "SpecSet",
+    "UploadForm",
     "ViolationDef",
     "builtin_specs_dir",
     "load_spec",
@@ -80,6 +81,24 @@ class Operation:
     unknown: Mapping[str, str] | None  # {"state": ...} or {"error": ...}
     expired: Mapping[str, str] | None
     cancelable: frozenset[str]
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class UploadForm:
+    """How a client uploads one local file (``uploads.form``), so no form field lives in Python.
+
+    ``policy_query`` renders from ``{model}``; ``url``, ``key`` and ``fields``
+    from the policy answer's values plus ``{upload.key}``, ``{file.name}`` and
+    ``{file.content_type}``.
+    """
+
+    policy_query: Template
+    url: Template
+    key: Template
+    fields: Template
+    file_field: str
+    success_status: int
     source: str
 
 
@@ -262,6 +281,7 @@ class Spec:
     list_response: Template | None
     list_item: Template | None
     upload_response: Template | None
+    upload_form: UploadForm | None
     envelopes: Mapping[str, Template]
     errors: Mapping[str, ErrorDef]
     violations: Mapping[str, ViolationDef]
@@ -706,6 +726,9 @@ def _typed(doc: Json, file: str) -> Spec:
         for state, body in query["states"].items()
     }
     uploads = doc.get("uploads")
+    form = (uploads or {}).get("form")
+    if form and not (responses.get("upload_policy") and "upload_policy" in operations):
+        raise fail("uploads.form", "needs operations.upload_policy and responses.upload_policy")
     listing = responses.get("list")
     by_code = {e.code: e for e in errors.values()}
     media_fields = frozenset(
@@ -802,6 +825,17 @@ def _typed(doc: Json, file: str) -> Spec:
         list_item=tpl(listing["item"], "responses.list.item") if listing else None,
         upload_response=tpl(responses["upload_policy"]["body"], "responses.upload_policy.body")
         if responses.get("upload_policy")
+        else None,
+        upload_form=UploadForm(
+            policy_query=tpl(form["policy_query"], "uploads.form.policy_query"),
+            url=tpl(form["url"], "uploads.form.url"),
+            key=tpl(form["key"], "uploads.form.key"),
+            fields=tpl(form["fields"], "uploads.form.fields"),
+            file_field=form["file_field"],
+            success_status=form["success_status"],
+            source=form["source"],
+        )
+        if form
         else None,
         envelopes=MappingProxyType(
             {k: tpl(v, f"responses.error.envelopes.{k}") for k, v in envelopes_raw.items()}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from starlette.applications import Starlette
 
 from contracts.client import AsyncClient, Client, Task
@@ -21,12 +23,13 @@ from contracts.errors import (
     TaskExpired,
     TaskFailed,
     TaskNotFound,
+    UnexpectedResponse,
     UnsupportedOperation,
     UpstreamUnavailable,
     WaitTimeout,
     error_for_category,
 )
-from contracts.spec import SpecSet
+from contracts.spec import Spec, SpecSet, builtin_specs_dir, load_specs
 from mock_server.app import MockState, create_app
 from mock_server.clock import Clock
 from tests.conftest import (
@@ -150,6 +153,68 @@ def test_dashscope_local_file_goes_through_the_upload_flow(
     assert record.request.media[0].origin == "upload"
     assert record.request.media[0].url.startswith("oss://")
     assert record.output.width < record.output.height  # the portrait's aspect reached the mock
+
+
+class Recording(httpx.BaseTransport):
+    """Passes requests on to the in-process mock and keeps each, body read."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.requests: list[httpx.Request] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.read()
+        self.requests.append(request)
+        return self.inner.handle_request(request)
+
+
+def edited_dashscope(tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> Spec:
+    folder = tmp_path / "specs"
+    shutil.copytree(builtin_specs_dir(), folder)
+    path = folder / "dashscope.yaml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    edit(doc)
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return load_specs(folder)["dashscope"]
+
+
+def test_the_upload_form_is_the_specs(app: Starlette, tmp_path: Path) -> None:
+    """A field added to ``uploads.form`` in the YAML is posted; none is written in Python."""
+
+    def add_field(doc: dict[str, Any]) -> None:
+        doc["uploads"]["form"]["fields"]["x-oss-meta-origin"] = "{upload.dir}:{file.name}"
+
+    spec = edited_dashscope(tmp_path, add_field)
+    image = tmp_path / "frame.png"
+    image.write_bytes(image_bytes(640, 360))
+    recording = Recording(SyncASGITransport(app))
+    base = "http://mock/dashscope"
+    with Client(spec, base_url=base, api_key=KEY, transport=recording) as client:
+        task = client.submit("happyhorse-1.0-i2v", media={"first_frame": str(image)})
+    assert task.state == "PENDING"
+    policy, stored, _ = recording.requests
+    assert dict(policy.url.params) == {"action": "getPolicy", "model": "happyhorse-1.0-i2v"}
+    form = stored.content.decode("latin-1")
+    assert 'name="x-oss-meta-origin"' in form and ":frame.png\r\n" in form
+    assert 'name="file"; filename="frame.png"' in form
+    assert "authorization" not in stored.headers  # the signed policy is the storage credential
+
+
+def test_an_upload_policy_lacking_what_the_form_needs_stops_before_any_post(
+    app: Starlette, tmp_path: Path
+) -> None:
+    def need_more(doc: dict[str, Any]) -> None:
+        doc["uploads"]["form"]["fields"]["x-oss-security-token"] = "{upload.token}"
+
+    spec = edited_dashscope(tmp_path, need_more)
+    image = tmp_path / "frame.png"
+    image.write_bytes(image_bytes(640, 360))
+    recording = Recording(SyncASGITransport(app))
+    client = Client(spec, base_url="http://mock/dashscope", api_key=KEY, transport=recording)
+    with client, pytest.raises(UnexpectedResponse, match=r"lacks .*\{upload\.token\}"):
+        client.submit("happyhorse-1.0-i2v", media={"first_frame": str(image)})
+    # The policy request only: no upload, no create.
+    assert [r.method for r in recording.requests] == ["GET"]
 
 
 def test_public_url_providers_refuse_local_files_before_sending(
@@ -277,28 +342,22 @@ def test_polls_retry_5xx_and_honour_retry_after(app: Starlette) -> None:
 
     async def run() -> tuple[Task, list[float]]:
         sleeps: list[float] = []
-        client = AsyncClient(
+
+        async def fake_sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+
+        async with AsyncClient(
             "dashscope",
             base_url="http://mock/dashscope",
             api_key=KEY,
             transport=httpx.MockTransport(handler),
             poll_interval=0.01,
-        )
-        real_sleep = asyncio.sleep
-
-        async def fake_sleep(seconds: float) -> None:
-            sleeps.append(seconds)
-            await real_sleep(0)
-
-        asyncio.sleep = fake_sleep  # type: ignore[assignment]
-        try:
+            sleep=fake_sleep,
+        ) as client:
             model, media = MODELS["dashscope"]
             task = await client.submit(model, media=media, headers={"X-Paddock-Scenario": "flaky"})
             state(app).clock.advance(60)
             return await client.wait(task.id), sleeps
-        finally:
-            asyncio.sleep = real_sleep  # type: ignore[assignment]
-            await client.aclose()
 
     done, sleeps = asyncio.run(run())
     assert done.succeeded
