@@ -134,9 +134,7 @@ class _Batch:
             self._waiting = False
             self._flush()
 
-    async def _send(
-        self, ops: list[tuple[Queue, Waiter]], entries: list[bytes]
-    ) -> None:
+    async def _send(self, ops: list[tuple[Queue, Waiter]], entries: list[bytes]) -> None:
         store = self._store
         try:
             async with store.client.pipeline(transaction=False) as pipe:
@@ -170,9 +168,7 @@ class _Batch:
         for (_, future), reply in zip(ops, replies, strict=False):
             _settle(future, reply)
 
-    async def _retry(
-        self, ops: list[tuple[Queue, Waiter]], replies: list[Any]
-    ) -> list[Any]:
+    async def _retry(self, ops: list[tuple[Queue, Waiter]], replies: list[Any]) -> list[Any]:
         store = self._store
         out = list(replies)
         for index, ((queue, _), reply) in enumerate(zip(ops, replies, strict=False)):

@@ -171,6 +171,7 @@ def _raw(server: LiveServer, request: bytes, wait: float = 5.0) -> bytes:
 
 def _head(path: str, length: int, **extra: str) -> bytes:
     lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {length}"]
+    lines.append("Connection: close")
     lines += [f"{k}: {v}" for k, v in {**HEADERS["dashscope"], **extra}.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
@@ -204,14 +205,16 @@ def test_bodies_are_bounded_before_they_are_read(serve: Callable[..., LiveServer
     # A declared size over the bound is refused before a byte of the body is read ...
     declared = _raw(
         server,
-        b"POST /_storage/oss HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+        b"POST /_storage/oss HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Content-Type: multipart/form-data; "
         b"boundary=b\r\nContent-Length: 10737418240\r\n\r\n--b\r\n",
     )
     assert declared.startswith(b"HTTP/1.1 400") and b"EntityTooLarge" in declared
     # ... and a streamed one as soon as it passes the bound, while the client is still sending.
     streamed = _raw(
         server,
-        b"POST /_paddock/media HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+        b"POST /_paddock/media HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Content-Type: image/png\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n" + b"10000\r\n" + b"x" * 0x10000 + b"\r\n",
     )
     assert streamed.startswith(b"HTTP/1.1 413") and b"--max-file-bytes" in streamed
