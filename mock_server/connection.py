@@ -1,0 +1,451 @@
+"""Connection-level bounds for ``paddock serve``: head time and size, framing, connection count.
+
+uvicorn's httptools protocol arms its keep-alive timer only after a response,
+so a connection that never sends a request, or sends its head a byte at a
+time, is held forever; it accepts a head of any size; and it answers broken
+framing with a plain-text ``400 Invalid HTTP request received.`` that no
+provider ever sends. ``GuardedHttpProtocol`` keeps uvicorn's own HTTP
+implementation (an inner ``HttpToolsProtocol`` does all the HTTP work) and
+screens the byte stream in front of it with a second ``httptools`` parser that
+has no body or header-copying work of its own, so each chunk costs one pass of
+llhttp in C and a few attribute writes:
+
+- a connection must deliver a complete request head within ``head_timeout``
+  seconds of connecting, or of its first byte after the previous request;
+  otherwise it is closed (with a 408 in the app's envelope if part of a
+  request had arrived). Idle keep-alive after a response stays uvicorn's own
+  ``Config.timeout_keep_alive``;
+- a head over ``max_head_bytes`` is answered 431 in the app's envelope and the
+  connection closed; the oversized bytes never reach uvicorn or the app;
+- broken framing (bad request line, bad header characters, bad chunked
+  encoding, Content-Length with Transfer-Encoding, ...) is answered 400 in the
+  app's envelope and closed, and the bad bytes are never forwarded, so
+  uvicorn never writes its plain-text 400;
+- past ``max_connections`` live connections, the connection that has waited
+  longest for a request head is closed to make room (see ``ConnectionGuard``).
+
+The app provides the envelope and the limits as a ``ConnectionGuard`` in its
+``connection_guard`` attribute; uvicorn is told to use this protocol by import
+string, so every worker of ``paddock serve --workers N`` imports it by name::
+
+    app.connection_guard = ConnectionGuard(answer=...)
+    uvicorn.Config(app, http="mock_server.connection:GuardedHttpProtocol", ...)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import httptools
+import orjson
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+__all__ = [
+    "Answer",
+    "ConnectionGuard",
+    "GuardedHttpProtocol",
+    "Headers",
+    "default_answer",
+    "find_guard",
+    "raise_fd_limit",
+]
+
+log = logging.getLogger("paddock.connection")
+
+Headers = list[tuple[bytes, bytes]]
+Answer = Callable[[bytes | None, str | None, int, str], tuple[int, Headers, bytes]]
+"""``(method, path, status, message) -> (status, headers, body)``: the app's envelope for a refusal.
+
+``method`` and ``path`` are None when the request line had not been read; the
+protocol adds Content-Length and ``Connection: close`` itself.
+"""
+
+# Descriptors kept free for everything that is not a client connection (the
+# listening socket, logs, the Redis pool, video files, the event loop's own).
+_FD_RESERVE = 64
+# After a refusal the connection is drained, not closed at once: closing a
+# socket with unread bytes makes the kernel send a reset, and a client still
+# sending its oversized head would lose the answer to it. The drain ends when
+# the client closes, or after this long, or after this many bytes.
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 1 << 20
+# Only the path is needed (to pick a provider's envelope); a longer URL is
+# refused as an oversized head anyway.
+_URL_KEEP = 2048
+# The fewest bytes a head spends around each header's name and value (":" and
+# CRLF), and around the URL (the shortest method, two spaces, "HTTP/1.1", CRLF,
+# and the blank line that ends the head): counting them keeps the parsed size a
+# lower bound of the bytes on the wire, so no head under the limit is refused.
+_HEADER_FRAME = 3
+_REQUEST_FRAME = 17
+
+
+def default_answer(
+    method: bytes | None, path: str | None, status: int, message: str
+) -> tuple[int, Headers, bytes]:
+    """A small JSON ``{"error": message}``, for apps that set no envelope of their own."""
+    return status, [(b"content-type", b"application/json")], orjson.dumps({"error": message})
+
+
+@dataclass(frozen=True)
+class ConnectionGuard:
+    """The limits ``GuardedHttpProtocol`` enforces, and the envelope it answers in.
+
+    ``head_timeout`` (10 s): a slow mobile client sends a head in well under a
+    second; ten is generous to it and still frees a slowloris' socket quickly.
+
+    ``max_head_bytes`` (64 KiB): above what any mainstream server accepts by
+    default (nginx 4 x 8 KiB, Node.js 16 KiB, h11 16 KiB, Tomcat 8 KiB), so no
+    client that works against the real providers' gateways is refused by the
+    mock, and small enough that a thousand slow heads hold at most 64 MiB.
+
+    ``max_connections`` (4096 per worker, further capped by the descriptor
+    limit): far above any bench or client pool, and about 40 MiB of protocol
+    state. Past it the connection that has waited longest for a request head
+    (a fresh socket that sent nothing, a trickled head, a stray byte after a
+    response) is closed, so a flood of idle sockets cannot lock clients out as
+    refusing new ones would: the flood's own oldest sockets go first. A
+    connection whose request is being read or answered is never evicted; if
+    every connection is busy the new one is closed at once.
+    """
+
+    head_timeout: float = 10.0
+    max_head_bytes: int = 64 * 1024
+    max_connections: int = 4096
+    answer: Answer = default_answer
+
+    def __post_init__(self) -> None:
+        if not self.head_timeout > 0:
+            raise ValueError(f"head_timeout must be positive, got {self.head_timeout!r}")
+        if self.max_head_bytes < 1024:
+            raise ValueError(f"max_head_bytes must be at least 1024, got {self.max_head_bytes!r}")
+        if self.max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {self.max_connections!r}")
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's open-file soft limit to its hard limit; return the soft limit now.
+
+    A default soft limit of 1024 lets a thousand idle sockets exhaust
+    descriptors, and then even the listening socket cannot accept. The hard
+    limit is what an unprivileged process may take; where it cannot be set
+    (macOS reports an unlimited hard limit it will not grant) the soft limit
+    stays. Returns -1 where the platform has no such limit (Windows).
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for target in (hard, 1 << 20, 1 << 16):
+        if target == resource.RLIM_INFINITY or (soft != resource.RLIM_INFINITY and target <= soft):
+            continue
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            continue
+        break
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def find_guard(app: object) -> ConnectionGuard:
+    """The ``connection_guard`` of ``app`` or of an app it wraps (``.app``); defaults otherwise.
+
+    uvicorn wraps the loaded app in middleware (proxy headers, message logging,
+    ASGI2), each keeping the wrapped app as ``.app``.
+    """
+    for _ in range(8):
+        guard = getattr(app, "connection_guard", None)
+        if isinstance(guard, ConnectionGuard):
+            return guard
+        app = getattr(app, "app", None)
+        if app is None:
+            break
+    return ConnectionGuard()
+
+
+class _Pool:
+    """One server's connections waiting for a request head, oldest first, for eviction."""
+
+    def __init__(self, guard: ConnectionGuard) -> None:
+        # Insertion order is waiting order; a dict is cheaper per request than
+        # an OrderedDict, and finding its first key is paid only on eviction.
+        self.waiting: dict[GuardedHttpProtocol, None] = {}
+        self.limit = guard.max_connections
+        try:
+            import resource
+
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        except ImportError:  # pragma: no cover - Windows
+            return
+        if soft != resource.RLIM_INFINITY:
+            self.limit = max(1, min(self.limit, soft - _FD_RESERVE))
+
+
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback to stop llhttp at the end of an oversized head."""
+
+
+_pools: weakref.WeakKeyDictionary[ServerState, _Pool] = weakref.WeakKeyDictionary()
+
+
+class GuardedHttpProtocol(asyncio.Protocol):
+    """uvicorn's httptools protocol behind a screen that bounds heads, time and framing.
+
+    Constructed by uvicorn with the keyword arguments it passes to any
+    ``Config.http`` protocol class; everything HTTP is the inner protocol's.
+    """
+
+    inner_class: type[HttpToolsProtocol] = HttpToolsProtocol
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self._inner = self.inner_class(
+            config=config, server_state=server_state, app_state=app_state, _loop=_loop
+        )
+        self._loop = _loop or asyncio.get_running_loop()
+        self._guard = find_guard(config.loaded_app)
+        self._server_state = server_state
+        pool = _pools.get(server_state)
+        if pool is None:
+            pool = _pools[server_state] = _Pool(self._guard)
+        self._pool = pool
+        self._parser = httptools.HttpRequestParser(self)
+        # As uvicorn sets its own parser: this one must refuse exactly what
+        # uvicorn's would, no more (bytes after a "Connection: close" request).
+        self._parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self._transport: asyncio.Transport | None = None
+        self._inner_made = False
+        self._refused = False
+        self._drained = 0
+        self._linger: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        # When the current wait for a head began; None while a request is being
+        # read or answered.
+        self._head_since: float | None = None
+        # A request has completed and the next has not begun (its first byte
+        # then starts the head clock, even a stray CRLF that llhttp skips).
+        self._idle = False
+        self._begun = False
+        self._completed = False
+        self._url = b""
+        # Bytes of the current head counted two ways, both never above its true
+        # size: as llhttp parses it (exact once complete), and in whole chunks
+        # received while it is incomplete (catches a header still arriving).
+        self._parsed = 0
+        self._raw = 0
+        self._limit = self._guard.max_head_bytes
+        self._waiting = pool.waiting
+
+    # -- asyncio.Protocol -----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = self._transport = cast(asyncio.Transport, transport)
+        if len(self._server_state.connections) >= self._pool.limit and not self._evict():
+            log.info("refused a connection: %d connections, all busy", self._pool.limit)
+            self._refused = True
+            transport.close()
+            return
+        self._inner_made = True
+        self._inner.connection_made(transport)
+        self._wait_for_head()
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            self._drained += len(data)
+            if self._drained > LINGER_BYTES and self._transport is not None:
+                self._transport.close()
+            return
+        if self._idle:
+            self._idle = False
+            self._wait_for_head()
+        self._completed = False
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass  # the inner parser meets the same upgrade and decides
+        except httptools.HttpParserError as exc:
+            # Also what on_headers_complete raises to stop at an oversized head.
+            if self._parsed > self._limit:
+                self._refuse_oversized()
+            else:
+                self._refuse(400, f"Malformed HTTP request: {exc}.")
+            return
+        if self._head_since is not None:
+            # Still waiting for the end of a head. Unless a pipelined request
+            # ended in this chunk (then the head began at an unknown offset),
+            # the whole chunk belongs to it.
+            if not self._completed:
+                self._raw += len(data)
+            if self._raw > self._limit or self._parsed > self._limit:
+                self._refuse_oversized()
+                return
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        # uvicorn lets the transport close on EOF (it returns None); so do we.
+        if self._inner_made:
+            self._inner.eof_received()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_waiting()
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._inner_made:
+            self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self._inner_made:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner_made:
+            self._inner.resume_writing()
+
+    # -- httptools callbacks (screen only: no header copies kept, no body callback) -------------
+
+    def on_message_begin(self) -> None:
+        self._begun = True
+        self._idle = False
+        self._url = b""
+        self._parsed = _REQUEST_FRAME
+        self._raw = 0
+        if self._head_since is None:
+            self._wait_for_head()
+
+    def on_url(self, url: bytes) -> None:
+        self._parsed += len(url)
+        if len(self._url) < _URL_KEEP:
+            self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._parsed += len(name) + len(value) + _HEADER_FRAME
+
+    def on_headers_complete(self) -> None:
+        if self._parsed > self._limit:
+            raise _HeadTooLarge  # stops llhttp here: nothing after it is parsed
+        self._head_since = None
+        self._waiting.pop(self, None)
+
+    def on_message_complete(self) -> None:
+        self._begun = False
+        self._idle = True
+        self._completed = True
+
+    # -- the head clock -------------------------------------------------------------------------
+
+    def _wait_for_head(self) -> None:
+        self._head_since = self._loop.time()
+        self._waiting[self] = None
+        # One lazy timer per connection rather than one per request: it re-arms
+        # itself for the current head's deadline when it fires early.
+        if self._timer is None:
+            self._timer = self._loop.call_at(
+                self._head_since + self._guard.head_timeout, self._on_timer
+            )
+
+    def _stop_waiting(self) -> None:
+        self._head_since = None
+        self._waiting.pop(self, None)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        since = self._head_since
+        transport = self._transport
+        if since is None or transport is None or transport.is_closing():
+            return
+        deadline = since + self._guard.head_timeout
+        # A head stalled because uvicorn paused reading (pipelined requests
+        # queued behind a slow one) is our wait, not the client's.
+        if self._loop.time() < deadline or not transport.is_reading():
+            self._timer = self._loop.call_at(max(deadline, self._loop.time() + 1.0), self._on_timer)
+            return
+        self._expire("timed out")
+
+    def _expire(self, why: str) -> None:
+        """Close a connection that has not delivered its head: 408 if part of one came."""
+        self._stop_waiting()
+        if self._begun and not self._refused:
+            self._refuse(
+                408, f"The request head did not arrive within {self._guard.head_timeout:g} s."
+            )
+        else:
+            log.debug("closed a connection waiting for a request head (%s)", why)
+            self._refused = True
+            if self._transport is not None:
+                self._transport.close()
+
+    def _evict(self) -> bool:
+        """Close the connection that has waited longest for a head; False if none waits."""
+        if not self._pool.waiting:
+            return False
+        oldest = next(iter(self._pool.waiting))
+        log.info("%d connections: closing the one idle longest", self._pool.limit)
+        oldest._expire("evicted")
+        return True
+
+    # -- answering ------------------------------------------------------------------------------
+
+    def _refuse_oversized(self) -> None:
+        self._refuse(431, f"The request head is larger than {self._limit} bytes.")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer ``status`` in the app's envelope, drain, close; nothing more is forwarded."""
+        self._refused = True
+        self._stop_waiting()
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        method = self._parser.get_method() if self._url else None
+        path = _path(self._url) if self._url else None
+        log.info("answered %d and closed: %s", status, message)
+        try:
+            code, headers, body = self._guard.answer(method, path, status, message)
+        except Exception:
+            log.exception("the connection guard's answer failed; answering plain JSON")
+            code, headers, body = default_answer(method, path, status, message)
+        try:
+            phrase = http.HTTPStatus(code).phrase.encode()
+        except ValueError:
+            phrase = b""
+        out = [b"HTTP/1.1 %d %s\r\n" % (code, phrase)]
+        for name, value in [*self._server_state.default_headers, *headers]:
+            if name.lower() not in (b"content-length", b"connection", b"transfer-encoding"):
+                out.append(b"%s: %s\r\n" % (name, value))
+        out.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        if method != b"HEAD":
+            out.append(body)
+        transport.write(b"".join(out))
+        # Drain what the client is still sending (uvicorn may have paused
+        # reading), as the longest-idle candidate for eviction meanwhile.
+        transport.resume_reading()
+        self._waiting[self] = None
+        self._linger = self._loop.call_later(LINGER_SECONDS, transport.close)
+
+
+def _path(url: bytes) -> str:
+    """The path of a request target, as text; the URL itself if llhttp cannot split it."""
+    try:
+        path = httptools.parse_url(url).path or b"/"
+    except httptools.HttpParserInvalidURLError:
+        path = url.split(b"?", 1)[0]
+    return path.decode("latin-1")
