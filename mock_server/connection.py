@@ -77,9 +77,6 @@ _FD_RESERVE = 64
 # the client closes, or after this long, or after this many bytes.
 LINGER_SECONDS = 1.0
 LINGER_BYTES = 1 << 20
-# Only the path is needed (to pick a provider's envelope); a longer URL is
-# refused as an oversized head anyway.
-_URL_KEEP = 2048
 # The fewest bytes a head spends around each header's name and value (":" and
 # CRLF), and around the URL (the shortest method, two spaces, "HTTP/1.1", CRLF,
 # and the blank line that ends the head): counting them keeps the parsed size a
@@ -190,8 +187,13 @@ class _Pool:
             self.limit = max(1, min(self.limit, soft - _FD_RESERVE))
 
 
-class _HeadTooLarge(Exception):
-    """Raised from a parser callback to stop llhttp at the end of an oversized head."""
+class _Refusal(Exception):
+    """Raised from a parser callback to stop llhttp at once and answer ``status``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 _pools: weakref.WeakKeyDictionary[ServerState, _Pool] = weakref.WeakKeyDictionary()
@@ -279,9 +281,10 @@ class GuardedHttpProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             pass  # the inner parser meets the same upgrade and decides
         except httptools.HttpParserError as exc:
-            # Also what on_headers_complete raises to stop at an oversized head.
-            if self._parsed > self._limit:
-                self._refuse_oversized()
+            # httptools chains what a callback raised as the error's context.
+            refusal = exc.__context__
+            if isinstance(refusal, _Refusal):
+                self._refuse(refusal.status, refusal.message)
             else:
                 self._refuse(400, f"Malformed HTTP request: {exc}.")
             return
@@ -292,7 +295,7 @@ class GuardedHttpProtocol(asyncio.Protocol):
             if not self._completed:
                 self._raw += len(data)
             if self._raw > self._limit or self._parsed > self._limit:
-                self._refuse_oversized()
+                self._refuse(431, self._oversized())
                 return
         self._inner.data_received(data)
 
@@ -333,16 +336,25 @@ class GuardedHttpProtocol(asyncio.Protocol):
             self._wait_for_head()
 
     def on_url(self, url: bytes) -> None:
+        # Kept whole: the head limit bounds it, as it bounds uvicorn's own copy.
         self._parsed += len(url)
-        if len(self._url) < _URL_KEEP:
-            self._url += url
+        self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._parsed += len(name) + len(value) + _HEADER_FRAME
 
     def on_headers_complete(self) -> None:
         if self._parsed > self._limit:
-            raise _HeadTooLarge  # stops llhttp here: nothing after it is parsed
+            raise _Refusal(431, self._oversized())
+        if not self._url.startswith(b"/"):
+            # An absolute or odd target llhttp accepts but uvicorn cannot take
+            # apart (it needs a path); uvicorn would answer that in plain text.
+            try:
+                path = httptools.parse_url(self._url).path
+            except httptools.HttpParserInvalidURLError:
+                path = None
+            if path is None:
+                raise _Refusal(400, "Malformed HTTP request: invalid request target.")
         self._head_since = None
         self._waiting.pop(self, None)
 
@@ -373,13 +385,17 @@ class GuardedHttpProtocol(asyncio.Protocol):
         transport = self._transport
         if since is None or transport is None or transport.is_closing():
             return
+        now = self._loop.time()
         deadline = since + self._guard.head_timeout
-        # A head stalled because uvicorn paused reading (pipelined requests
-        # queued behind a slow one) is our wait, not the client's.
-        if self._loop.time() < deadline or not transport.is_reading():
-            self._timer = self._loop.call_at(max(deadline, self._loop.time() + 1.0), self._on_timer)
-            return
-        self._expire("timed out")
+        if now < deadline:  # a later head than the one this timer was armed for
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+        elif not transport.is_reading():
+            # uvicorn paused reading (pipelined requests queued behind a slow
+            # one): the head is stalled by us, not the client. Wait a full term.
+            self._head_since = now
+            self._timer = self._loop.call_at(now + self._guard.head_timeout, self._on_timer)
+        else:
+            self._expire("timed out")
 
     def _expire(self, why: str) -> None:
         """Close a connection that has not delivered its head: 408 if part of one came."""
@@ -405,8 +421,8 @@ class GuardedHttpProtocol(asyncio.Protocol):
 
     # -- answering ------------------------------------------------------------------------------
 
-    def _refuse_oversized(self) -> None:
-        self._refuse(431, f"The request head is larger than {self._limit} bytes.")
+    def _oversized(self) -> str:
+        return f"The request head is larger than {self._limit} bytes."
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer ``status`` in the app's envelope, drain, close; nothing more is forwarded."""

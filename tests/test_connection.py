@@ -8,9 +8,11 @@ well-formed request. Against plain uvicorn each of them fails.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import random
 import resource
 import select
 import socket
@@ -329,6 +331,8 @@ BROKEN = {
     "not a request line": b"THIS IS NOT HTTP\r\n\r\n",
     "space in a header name": get("/x", "Bad Header: v"),
     "control byte in a header value": get("/x", "X-Nul: a\x00b"),
+    "a target uvicorn cannot parse": get("http://host:99999/x"),
+    "an absolute target without a path": get("http://host?x"),
     "both framings": (
         b"POST /digest HTTP/1.1\r\nHost: test\r\nContent-Length: 3\r\n"
         b"Transfer-Encoding: chunked\r\n\r\nabc"
@@ -373,6 +377,73 @@ def test_an_answer_callback_that_fails_still_answers_json(serve: Callable[..., S
         [response] = Reader(sock).read(1, until_closed=True)
     assert response.status == 400
     assert response.json() == {"error": "Malformed HTTP request: Invalid method encountered."}
+
+
+# -- the same verdicts as uvicorn ----------------------------------------------------------------
+
+SEEDS = [
+    get("/a?b=1", "User-Agent: t"),
+    b"POST /digest HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST /digest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5\r\nhello\r\n0\r\n\r\n",
+    b"GET / HTTP/1.0\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+    get("http://h/x"),
+]
+MUTATION_BYTES = b'\r\n :;/?#%\x00\x7f\x80\tAaz09-_,"()[]{}@=\\*.'
+
+
+def mutated(rng: random.Random) -> bytes:
+    """A valid request with one to three bytes inserted, deleted or replaced."""
+    request = bytearray(rng.choice(SEEDS))
+    for _ in range(rng.randint(1, 3)):
+        pos = rng.randrange(len(request))
+        roll = rng.random()
+        if roll < 0.4:
+            request[pos:pos] = bytes([rng.choice(MUTATION_BYTES)])
+        elif roll < 0.7:
+            del request[pos]
+        else:
+            request[pos] = rng.choice(MUTATION_BYTES)
+    return bytes(request)
+
+
+def answers(port: int, request: bytes) -> list[Response]:
+    """What a server answers ``request`` with, the client having finished sending."""
+    with socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        reader = Reader(sock)
+        with contextlib.suppress(AssertionError):  # closed after fewer: that is the answer
+            reader.read(99, until_closed=True)
+    return reader.responses
+
+
+def test_the_guard_refuses_exactly_what_uvicorn_would(serve: Callable[..., Served]) -> None:
+    """Mutated requests: the guard serves what plain uvicorn serves and refuses what it refuses."""
+    guarded = serve(small_app(), ws="none")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(small_app(), host="127.0.0.1", port=port, lifespan="off", ws="none")
+    plain = uvicorn.Server(config)
+    thread = threading.Thread(target=plain.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + PATIENCE
+        while not plain.started:
+            assert time.monotonic() < deadline, "the plain server did not start"
+            time.sleep(0.02)
+        rng = random.Random(11)
+        for _ in range(300):
+            request = mutated(rng)
+            ours = answers(guarded.port, request)
+            assert [r.status for r in ours] == [r.status for r in answers(port, request)], request
+            # uvicorn's own plain-text 400 never gets out: every refusal is the app's.
+            assert all(r.headers.get(b"x-envelope") for r in ours if r.status == 400), request
+    finally:
+        plain.should_exit = True
+        thread.join(PATIENCE)
 
 
 # -- what must still work -------------------------------------------------------------------------
