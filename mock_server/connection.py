@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
+import re
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,12 +78,10 @@ _FD_RESERVE = 64
 # the client closes, or after this long, or after this many bytes.
 LINGER_SECONDS = 1.0
 LINGER_BYTES = 1 << 20
-# The fewest bytes a head spends around each header's name and value (":" and
-# CRLF), and around the URL (the shortest method, two spaces, "HTTP/1.1", CRLF,
-# and the blank line that ends the head): counting them keeps the parsed size a
-# lower bound of the bytes on the wire, so no head under the limit is refused.
-_HEADER_FRAME = 3
-_REQUEST_FRAME = 17
+# llhttp skips CR and LF before a request line; the head ends at the first
+# blank line after it (llhttp insists on CRLF line ends, as uvicorn runs it).
+_LEADING_BLANKS = re.compile(rb"[\r\n]*")
+_BLANK_LINE = b"\r\n\r\n"
 
 
 def default_answer(
@@ -170,12 +169,12 @@ def find_guard(app: object) -> ConnectionGuard:
 
 
 class _Pool:
-    """One server's connections waiting for a request head, oldest first, for eviction."""
+    """One server's guarded connections, and how many it may hold."""
 
     def __init__(self, guard: ConnectionGuard) -> None:
-        # Insertion order is waiting order; a dict is cheaper per request than
-        # an OrderedDict, and finding its first key is paid only on eviction.
-        self.waiting: dict[GuardedHttpProtocol, None] = {}
+        self.members: set[GuardedHttpProtocol] = set()
+        # Closed to make room, but not yet gone from uvicorn's count.
+        self.evicting = 0
         self.limit = guard.max_connections
         try:
             import resource
@@ -185,6 +184,29 @@ class _Pool:
             return
         if soft != resource.RLIM_INFINITY:
             self.limit = max(1, min(self.limit, soft - _FD_RESERVE))
+
+    def full(self, live: int) -> bool:
+        """Whether ``live`` connections (uvicorn's count) leave no room for one more."""
+        return live - self.evicting >= self.limit
+
+    def make_room(self) -> bool:
+        """Close the connections that have waited longest for a head; False if none waits.
+
+        One scan closes a sixteenth of the limit, so a flood of new sockets
+        pays for a scan once per many connections, not once each, and nothing
+        is tracked per request for it. Connections already answered and
+        draining go first.
+        """
+        waiting = [m for m in self.members if m.evictable()]
+        if not waiting:
+            return False
+        waiting.sort(key=lambda m: m.waiting_since())
+        batch = waiting[: self.limit // 16 or 1]
+        log.info("%d connections: closing the %d idle longest", self.limit, len(batch))
+        for member in batch:
+            member.evict()
+        self.evicting += len(batch)
+        return True
 
 
 class _Refusal(Exception):
@@ -219,63 +241,82 @@ class GuardedHttpProtocol(asyncio.Protocol):
             config=config, server_state=server_state, app_state=app_state, _loop=_loop
         )
         self._loop = _loop or asyncio.get_running_loop()
-        self._guard = find_guard(config.loaded_app)
+        self._guard = guard = find_guard(config.loaded_app)
         self._server_state = server_state
         pool = _pools.get(server_state)
         if pool is None:
-            pool = _pools[server_state] = _Pool(self._guard)
+            pool = _pools[server_state] = _Pool(guard)
         self._pool = pool
+        self._limit = guard.max_head_bytes
         self._parser = httptools.HttpRequestParser(self)
         # As uvicorn sets its own parser: this one must refuse exactly what
         # uvicorn's would, no more (bytes after a "Connection: close" request).
         self._parser.set_dangerous_leniencies(lenient_data_after_close=True)
         self._transport: asyncio.Transport | None = None
         self._inner_made = False
+        # Answered and closing: nothing more is parsed or forwarded.
         self._refused = False
+        self._evicted = False
         self._drained = 0
         self._linger: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
-        # When the current wait for a head began; None while a request is being
-        # read or answered.
+        # When the wait for the current head began (connection made, or the
+        # first byte after the last request, even a stray CRLF llhttp skips);
+        # None while a request's body is read or the request is answered.
         self._head_since: float | None = None
-        # A request has completed and the next has not begun (its first byte
-        # then starts the head clock, even a stray CRLF that llhttp skips).
+        # The last request is complete and no byte has come since.
         self._idle = False
-        self._begun = False
-        self._completed = False
+        # The request target so far, for the envelope and for uvicorn's sake;
+        # b"" until a request line is under way.
         self._url = b""
-        # Bytes of the current head counted two ways, both never above its true
-        # size: as llhttp parses it (exact once complete), and in whole chunks
-        # received while it is incomplete (catches a header still arriving).
-        self._parsed = 0
+        # Bytes of the awaited head in earlier chunks, and the last three of
+        # them (its blank line may straddle two chunks).
         self._raw = 0
-        self._limit = self._guard.max_head_bytes
-        self._waiting = pool.waiting
+        self._tail = b""
+        # The chunk an awaited head may end in, when it could end over the limit.
+        self._judge: bytes | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         transport = self._transport = cast(asyncio.Transport, transport)
-        if len(self._server_state.connections) >= self._pool.limit and not self._evict():
-            log.info("refused a connection: %d connections, all busy", self._pool.limit)
+        pool = self._pool
+        if pool.full(len(self._server_state.connections)) and not pool.make_room():
+            log.info("refused a connection: %d connections, all busy", pool.limit)
             self._refused = True
             transport.close()
             return
+        pool.members.add(self)
         self._inner_made = True
         self._inner.connection_made(transport)
         self._wait_for_head()
 
     def data_received(self, data: bytes) -> None:
+        # The hot path: one llhttp pass and a few attribute reads and writes
+        # per chunk; anything costlier runs only when a head may be too large.
         if self._refused:
             self._drained += len(data)
             if self._drained > LINGER_BYTES and self._transport is not None:
                 self._transport.close()
             return
         if self._idle:
+            # _wait_for_head, inlined: this runs once per request.
             self._idle = False
-            self._wait_for_head()
-        self._completed = False
+            self._head_since = now = self._loop.time()
+            if self._timer is None:
+                self._timer = self._loop.call_at(now + self._guard.head_timeout, self._on_timer)
+        if (
+            len(data) + self._raw > self._limit
+            and self._head_since is not None
+            and (self._raw or not self._url)
+        ):
+            # This chunk could take the awaited head over the limit; the head
+            # is measured against it where llhttp reports its end. (Not when a
+            # request line is under way with no bytes counted: that head began
+            # right behind a pipelined request, at an offset llhttp does not
+            # report; such a head is bounded by one read, 256 KiB.)
+            self._judge = data
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -289,14 +330,13 @@ class GuardedHttpProtocol(asyncio.Protocol):
                 self._refuse(400, f"Malformed HTTP request: {exc}.")
             return
         if self._head_since is not None:
-            # Still waiting for the end of a head. Unless a pipelined request
-            # ended in this chunk (then the head began at an unknown offset),
-            # the whole chunk belongs to it.
-            if not self._completed:
-                self._raw += len(data)
-            if self._raw > self._limit or self._parsed > self._limit:
+            # The head is still incomplete, so all of this chunk is part of it.
+            self._judge = None
+            self._raw += len(data)
+            if self._raw > self._limit:
                 self._refuse(431, self._oversized())
                 return
+            self._tail = data[-3:] if self._url else b""
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -306,13 +346,14 @@ class GuardedHttpProtocol(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_waiting()
-        if self._linger is not None:
-            self._linger.cancel()
-            self._linger = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._head_since = None
+        self._pool.members.discard(self)
+        if self._evicted:
+            self._pool.evicting -= 1
+        for handle in (self._linger, self._timer):
+            if handle is not None:
+                handle.cancel()
+        self._linger = self._timer = None
         if self._inner_made:
             self._inner.connection_lost(exc)
 
@@ -324,29 +365,25 @@ class GuardedHttpProtocol(asyncio.Protocol):
         if self._inner_made:
             self._inner.resume_writing()
 
-    # -- httptools callbacks (screen only: no header copies kept, no body callback) -------------
-
-    def on_message_begin(self) -> None:
-        self._begun = True
-        self._idle = False
-        self._url = b""
-        self._parsed = _REQUEST_FRAME
-        self._raw = 0
-        if self._head_since is None:
-            self._wait_for_head()
+    # -- httptools callbacks ---------------------------------------------------------------------
+    # Deliberately few: no on_header (llhttp would copy every header for it,
+    # which alone cost more than the rest of the screen), no on_body (bodies
+    # pass through uncopied), no on_message_begin (the head clock starts at the
+    # first byte of a request instead, see data_received).
 
     def on_url(self, url: bytes) -> None:
         # Kept whole: the head limit bounds it, as it bounds uvicorn's own copy.
-        self._parsed += len(url)
         self._url += url
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._parsed += len(name) + len(value) + _HEADER_FRAME
-
     def on_headers_complete(self) -> None:
-        if self._parsed > self._limit:
-            raise _Refusal(431, self._oversized())
-        if not self._url.startswith(b"/"):
+        self._head_since = None
+        self._idle = False
+        if self._judge is not None:
+            data, self._judge = self._judge, None
+            if self._head_too_large(data):
+                raise _Refusal(431, self._oversized())
+        self._raw = 0
+        if self._url[:1] != b"/":  # cheaper than startswith, which parses its arguments
             # An absolute or odd target llhttp accepts but uvicorn cannot take
             # apart (it needs a path); uvicorn would answer that in plain text.
             try:
@@ -355,29 +392,37 @@ class GuardedHttpProtocol(asyncio.Protocol):
                 path = None
             if path is None:
                 raise _Refusal(400, "Malformed HTTP request: invalid request target.")
-        self._head_since = None
-        self._waiting.pop(self, None)
 
     def on_message_complete(self) -> None:
-        self._begun = False
         self._idle = True
-        self._completed = True
+        self._url = b""
+
+    # -- the head limit -------------------------------------------------------------------------
+
+    def _head_too_large(self, data: bytes) -> bool:
+        """Whether the head that just ended in ``data`` is over the limit (off the hot path).
+
+        A head's size is every byte from when it was awaited to its blank
+        line: the earlier chunks it filled, and ``data`` up to the first blank
+        line after the request line began (which may straddle the last chunk).
+        """
+        budget = self._limit - self._raw
+        tail = self._tail if self._raw else b""
+        if not tail:  # the request line had not begun: llhttp skips blank lines first
+            return data.find(_BLANK_LINE, _skip_blanks(data), budget) == -1
+        straddle = (tail + data[:3]).find(_BLANK_LINE)
+        if straddle != -1:
+            return straddle + 4 - len(tail) > budget
+        return data.find(_BLANK_LINE, 0, budget) == -1
 
     # -- the head clock -------------------------------------------------------------------------
 
     def _wait_for_head(self) -> None:
-        self._head_since = self._loop.time()
-        self._waiting[self] = None
-        # One lazy timer per connection rather than one per request: it re-arms
-        # itself for the current head's deadline when it fires early.
+        self._head_since = now = self._loop.time()
+        # One lazy timer per connection rather than one per request: when it
+        # fires before the current head's deadline it re-arms for it.
         if self._timer is None:
-            self._timer = self._loop.call_at(
-                self._head_since + self._guard.head_timeout, self._on_timer
-            )
-
-    def _stop_waiting(self) -> None:
-        self._head_since = None
-        self._waiting.pop(self, None)
+            self._timer = self._loop.call_at(now + self._guard.head_timeout, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -395,29 +440,40 @@ class GuardedHttpProtocol(asyncio.Protocol):
             self._head_since = now
             self._timer = self._loop.call_at(now + self._guard.head_timeout, self._on_timer)
         else:
-            self._expire("timed out")
+            self._expire()
 
-    def _expire(self, why: str) -> None:
-        """Close a connection that has not delivered its head: 408 if part of one came."""
-        self._stop_waiting()
-        if self._begun and not self._refused:
+    def _expire(self) -> None:
+        """Close a connection whose head is late: 408 if its request line began, else silence."""
+        if self._url:
             self._refuse(
                 408, f"The request head did not arrive within {self._guard.head_timeout:g} s."
             )
-        else:
-            log.debug("closed a connection waiting for a request head (%s)", why)
-            self._refused = True
-            if self._transport is not None:
-                self._transport.close()
+            return
+        self._close()
 
-    def _evict(self) -> bool:
-        """Close the connection that has waited longest for a head; False if none waits."""
-        if not self._pool.waiting:
+    def _close(self) -> None:
+        self._head_since = None
+        self._refused = True
+        if self._transport is not None:
+            self._transport.close()
+
+    # -- eviction (see _Pool.make_room) ---------------------------------------------------------
+
+    def evictable(self) -> bool:
+        """Waiting for a head, or answered and draining; not already on its way out."""
+        transport = self._transport
+        if self._evicted or transport is None or transport.is_closing():
             return False
-        oldest = next(iter(self._pool.waiting))
-        log.info("%d connections: closing the one idle longest", self._pool.limit)
-        oldest._expire("evicted")
-        return True
+        return self._refused or self._head_since is not None
+
+    def waiting_since(self) -> float:
+        """The key eviction sorts by: draining connections first, then the longest waiting."""
+        return float("-inf") if self._refused or self._head_since is None else self._head_since
+
+    def evict(self) -> None:
+        """Close at once, without an answer: the server is full and this one waited longest."""
+        self._evicted = True
+        self._close()
 
     # -- answering ------------------------------------------------------------------------------
 
@@ -427,7 +483,8 @@ class GuardedHttpProtocol(asyncio.Protocol):
     def _refuse(self, status: int, message: str) -> None:
         """Answer ``status`` in the app's envelope, drain, close; nothing more is forwarded."""
         self._refused = True
-        self._stop_waiting()
+        self._head_since = None
+        self._judge = None
         transport = self._transport
         if transport is None or transport.is_closing():
             return
@@ -452,10 +509,15 @@ class GuardedHttpProtocol(asyncio.Protocol):
             out.append(body)
         transport.write(b"".join(out))
         # Drain what the client is still sending (uvicorn may have paused
-        # reading), as the longest-idle candidate for eviction meanwhile.
+        # reading); an eviction may close it sooner.
         transport.resume_reading()
-        self._waiting[self] = None
         self._linger = self._loop.call_later(LINGER_SECONDS, transport.close)
+
+
+def _skip_blanks(data: bytes) -> int:
+    """Where the request line may start: after the CR and LF bytes llhttp skips."""
+    match = _LEADING_BLANKS.match(data)
+    return match.end() if match else 0
 
 
 def _path(url: bytes) -> str:

@@ -324,6 +324,34 @@ def test_a_head_under_the_limit_is_served_even_pipelined(serve: Callable[..., Se
     assert [r.json()["path"] for r in responses] == ["/first", "/near", "/third"]
 
 
+def test_a_head_split_across_reads_is_measured_whole(serve: Callable[..., Served]) -> None:
+    """Its earlier reads count, and its blank line may straddle two reads: no false 431."""
+    served = serve(small_app(max_head_bytes=8192))
+    body = os.urandom(200_000)
+    pad = "p" * (8000 - len("POST /digest HTTP/1.1\r\nHost: test\r\nContent-Length: 200000\r\n"))
+    head = (
+        b"POST /digest HTTP/1.1\r\nHost: test\r\nContent-Length: 200000\r\nX-Pad: %s\r\n\r\n"
+        % pad.encode()
+    )
+    assert 8000 < len(head) <= 8192
+    with served.connect() as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(head[:-2])  # up to the first CRLF of the blank line
+        time.sleep(0.2)  # so the server most likely reads the rest separately
+        sock.sendall(head[-2:] + body)
+        [response] = Reader(sock).read(1)
+    assert response.json() == {"bytes": 200_000, "sha256": hashlib.sha256(body).hexdigest()}
+
+    over = head.replace(b"X-Pad: ", b"X-Pad: " + b"q" * 300)
+    with served.connect() as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(over[:5000])
+        time.sleep(0.2)
+        sock.sendall(over[5000:] + body)
+        [response] = Reader(sock).read(1, until_closed=True)
+    assert_refused(response, 431, "larger than 8192 bytes")
+
+
 # -- framing --------------------------------------------------------------------------------------
 
 
