@@ -16,13 +16,15 @@ llhttp in C and a few attribute writes:
   request had arrived). Idle keep-alive after a response stays uvicorn's own
   ``Config.timeout_keep_alive``;
 - a head over ``max_head_bytes`` is answered 431 in the app's envelope and the
-  connection closed; the oversized bytes never reach uvicorn or the app;
+  connection closed; the oversized bytes never reach uvicorn or the app (a
+  head that begins right behind a pipelined request in the same read is
+  bounded by that read, 256 KiB, instead: llhttp does not say where it began);
 - broken framing (bad request line, bad header characters, bad chunked
   encoding, Content-Length with Transfer-Encoding, ...) is answered 400 in the
   app's envelope and closed, and the bad bytes are never forwarded, so
   uvicorn never writes its plain-text 400;
-- past ``max_connections`` live connections, the connection that has waited
-  longest for a request head is closed to make room (see ``ConnectionGuard``).
+- past ``max_connections`` live connections, those that have waited longest
+  for a request head are closed to make room (see ``ConnectionGuard``).
 
 The app provides the envelope and the limits as a ``ConnectionGuard`` in its
 ``connection_guard`` attribute; uvicorn is told to use this protocol by import
@@ -98,19 +100,24 @@ class ConnectionGuard:
     ``head_timeout`` (10 s): a slow mobile client sends a head in well under a
     second; ten is generous to it and still frees a slowloris' socket quickly.
 
-    ``max_head_bytes`` (64 KiB): above what any mainstream server accepts by
-    default (nginx 4 x 8 KiB, Node.js 16 KiB, h11 16 KiB, Tomcat 8 KiB), so no
-    client that works against the real providers' gateways is refused by the
-    mock, and small enough that a thousand slow heads hold at most 64 MiB.
+    ``max_head_bytes`` (64 KiB): the bytes a connection may send from when a
+    request head is awaited to the blank line that ends it (request line,
+    header lines, and any stray blank lines before them). Above what any
+    mainstream server accepts by default (nginx 4 x 8 KiB, Node.js 16 KiB,
+    h11 16 KiB, Tomcat 8 KiB), so no client that works against the real
+    providers' gateways is refused by the mock; small enough that a thousand
+    slow heads hold about 64 MiB.
 
     ``max_connections`` (4096 per worker, further capped by the descriptor
-    limit): far above any bench or client pool, and about 40 MiB of protocol
-    state. Past it the connection that has waited longest for a request head
-    (a fresh socket that sent nothing, a trickled head, a stray byte after a
-    response) is closed, so a flood of idle sockets cannot lock clients out as
-    refusing new ones would: the flood's own oldest sockets go first. A
-    connection whose request is being read or answered is never evicted; if
-    every connection is busy the new one is closed at once.
+    limit): far above any bench or client pool; a connection costs about
+    10 KiB of protocol state once it has served a request, so 40 MiB in all.
+    Past it the connections that have waited longest for a request head (a
+    fresh socket that sent nothing, a trickled head, a stray byte after a
+    response; a sixteenth of the limit at a time) are closed, so a flood of
+    idle sockets cannot lock clients out as refusing new ones would: the
+    flood's own oldest sockets go first. A connection whose request is being
+    read or answered is never evicted; if every connection is busy the new
+    one is closed at once.
     """
 
     head_timeout: float = 10.0
