@@ -327,7 +327,13 @@ class GuardedHttpProtocol(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            pass  # the inner parser meets the same upgrade and decides
+            # The inner parser meets the same upgrade and decides: a WebSocket
+            # handshake hands the connection to uvicorn's WebSocket protocol.
+            self._judge = None
+            self._inner.data_received(data)
+            if self._transport is not None and self._transport.get_protocol() is not self:
+                self._detach()
+            return
         except httptools.HttpParserError as exc:
             # httptools chains what a callback raised as the error's context.
             refusal = exc.__context__
@@ -363,6 +369,14 @@ class GuardedHttpProtocol(asyncio.Protocol):
         self._linger = self._timer = None
         if self._inner_made:
             self._inner.connection_lost(exc)
+
+    def _detach(self) -> None:
+        """Step aside for the protocol uvicorn switched the connection to (no more events come)."""
+        self._head_since = None
+        self._pool.members.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def pause_writing(self) -> None:
         if self._inner_made:

@@ -32,7 +32,9 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from websockets.sync.client import connect as websocket_connect
 
 from contracts.validate import Violation
 from mock_server.app import MockState, create_app
@@ -85,11 +87,18 @@ def envelope(
     )
 
 
+async def echo(websocket: WebSocket) -> None:
+    await websocket.accept()
+    async for text in websocket.iter_text():
+        await websocket.send_text(text)
+
+
 def small_app(**limits: Any) -> Starlette:
     """The app, guarded with ``limits`` and answering refusals in its own envelope."""
     limits.setdefault("answer", envelope)
     app = Starlette(
         routes=[
+            WebSocketRoute("/echo", echo),
             Route("/digest", digest, methods=["POST"]),
             Route("/{rest:path}", where, methods=["GET", "POST", "HEAD"]),
         ]
@@ -529,6 +538,18 @@ def test_a_30_mib_body_passes_untouched(serve: Callable[..., Served], chunked: b
     assert response.json() == {"bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()}
 
 
+def test_a_websocket_is_handed_over_and_outlives_the_head_timeout(
+    serve: Callable[..., Served],
+) -> None:
+    served = serve(small_app(head_timeout=0.3))
+    with websocket_connect(f"ws://127.0.0.1:{served.port}/echo", open_timeout=PATIENCE) as ws:
+        ws.send("before")
+        assert ws.recv(timeout=PATIENCE) == "before"
+        time.sleep(0.6)  # twice the head timeout: the guard has stepped aside
+        ws.send("after")
+        assert ws.recv(timeout=PATIENCE) == "after"
+
+
 def test_the_guard_is_found_behind_uvicorns_middleware(serve: Callable[..., Served]) -> None:
     """With proxy headers on, uvicorn wraps the app; the guard is still the app's."""
     served = serve(small_app(head_timeout=0.3), proxy_headers=True)
@@ -578,7 +599,9 @@ _SERVER = textwrap.dedent(
     import uvicorn
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse
-    from starlette.routing import Route
+    from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from websockets.sync.client import connect as websocket_connect
     from mock_server.connection import ConnectionGuard, raise_fd_limit
 
     # The soft limit many systems start a process with.
