@@ -26,11 +26,11 @@ llhttp in C and a few attribute writes:
 - past ``max_connections`` live connections, those that have waited longest
   for a request head are closed to make room (see ``ConnectionGuard``).
 
-The app provides the envelope and the limits as a ``ConnectionGuard`` in its
-``connection_guard`` attribute; uvicorn is told to use this protocol by import
-string, so every worker of ``paddock serve --workers N`` imports it by name::
+The app carries the envelope and the limits as a ``ConnectionGuard``
+(``attach_guard``); uvicorn is told to use this protocol by import string, so
+every worker of ``paddock serve --workers N`` imports it by name::
 
-    app.connection_guard = ConnectionGuard(answer=...)
+    attach_guard(app, ConnectionGuard(answer=...))
     uvicorn.Config(app, http="mock_server.connection:GuardedHttpProtocol", ...)
 """
 
@@ -52,10 +52,12 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 __all__ = [
+    "GUARD_ATTRIBUTE",
     "Answer",
     "ConnectionGuard",
     "GuardedHttpProtocol",
     "Headers",
+    "attach_guard",
     "default_answer",
     "find_guard",
     "raise_fd_limit",
@@ -159,14 +161,26 @@ def raise_fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+GUARD_ATTRIBUTE = "connection_guard"
+
+
+def attach_guard(app: object, guard: ConnectionGuard) -> None:
+    """Hold ``app``'s connections to ``guard``: the protocol finds it on the app uvicorn loads.
+
+    The guard travels with the app rather than through uvicorn's settings, so
+    each worker of a multi-process server gets it by importing the app.
+    """
+    setattr(app, GUARD_ATTRIBUTE, guard)
+
+
 def find_guard(app: object) -> ConnectionGuard:
-    """The ``connection_guard`` of ``app`` or of an app it wraps (``.app``); defaults otherwise.
+    """The guard attached to ``app`` or to an app it wraps (``.app``); defaults otherwise.
 
     uvicorn wraps the loaded app in middleware (proxy headers, message logging,
     ASGI2), each keeping the wrapped app as ``.app``.
     """
     for _ in range(8):
-        guard = getattr(app, "connection_guard", None)
+        guard = getattr(app, GUARD_ATTRIBUTE, None)
         if isinstance(guard, ConnectionGuard):
             return guard
         app = getattr(app, "app", None)

@@ -42,6 +42,7 @@ from mock_server.clock import Clock
 from mock_server.connection import (
     ConnectionGuard,
     Headers,
+    attach_guard,
     default_answer,
     find_guard,
     raise_fd_limit,
@@ -103,7 +104,7 @@ def small_app(**limits: Any) -> Starlette:
             Route("/{rest:path}", where, methods=["GET", "POST", "HEAD"]),
         ]
     )
-    app.connection_guard = ConnectionGuard(**limits)  # type: ignore[attr-defined]
+    attach_guard(app, ConnectionGuard(**limits))
     return app
 
 
@@ -256,7 +257,10 @@ def test_a_connection_idle_after_a_request_is_closed(serve: Callable[..., Served
 def test_a_trickled_head_is_answered_408_and_closed(serve: Callable[..., Served]) -> None:
     served = serve(small_app(head_timeout=0.3))
     with served.connect() as sock:
-        sock.sendall(b"GET /slow HTTP/1.1\r\nHost: test\r\nX-Slow: ")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(b"GET /sl")  # the target, too, arrives in pieces
+        time.sleep(0.05)
+        sock.sendall(b"ow HTTP/1.1\r\nHost: test\r\nX-Slow: ")
         # A byte every 50 ms never completes the head; bounded at 10 s of trickling.
         for _ in range(200):
             if select.select([sock], [], [], 0.05)[0]:
@@ -599,10 +603,8 @@ _SERVER = textwrap.dedent(
     import uvicorn
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse
-    from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
-from websockets.sync.client import connect as websocket_connect
-    from mock_server.connection import ConnectionGuard, raise_fd_limit
+    from starlette.routing import Route
+    from mock_server.connection import ConnectionGuard, attach_guard, raise_fd_limit
 
     # The soft limit many systems start a process with.
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -613,7 +615,7 @@ from websockets.sync.client import connect as websocket_connect
         return PlainTextResponse(request.url.path)
 
     app = Starlette(routes=[Route("/{rest:path}", ok)])
-    app.connection_guard = ConnectionGuard(head_timeout=120)
+    attach_guard(app, ConnectionGuard(head_timeout=120))
     uvicorn.run(
         app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", lifespan="off",
         http="mock_server.connection:GuardedHttpProtocol", proxy_headers=False,
@@ -695,7 +697,7 @@ def provider_envelope(state: MockState) -> Callable[..., tuple[int, Headers, byt
 def test_the_mock_answers_in_each_providers_envelope(serve: Callable[..., Served]) -> None:
     app = create_app(clock=Clock(speed=0))
     state: MockState = app.state.paddock
-    app.connection_guard = ConnectionGuard(answer=provider_envelope(state))  # type: ignore[attr-defined]
+    attach_guard(app, ConnectionGuard(answer=provider_envelope(state)))
     served = serve(app, proxy_headers=False)
 
     with served.connect() as sock:
