@@ -1,14 +1,13 @@
 """The guard's cost in CPU instructions per request, which a busy machine cannot blur.
 
-``bench.guard_overhead`` measures req/s with wrk, which on a shared 2-core box
-swings by tens of percent between runs: too much to see a few percent. This
-driver counts instructions instead (valgrind's callgrind, deterministic to a
-fraction of a percent): it pushes N keep-alive requests through uvicorn's
-httptools protocol, plain or guarded, into ``bench.bare_app`` in-process, and
-reports the difference between runs of 1,000 and 6,000 requests divided by
-5,000, so start-up cancels out. The transport is a stand-in that only counts
-writes: the sockets and the kernel are the same for both protocols, and
-leaving them out makes the guard's share look larger, not smaller.
+wrk's req/s on a shared 2-core box swing by tens of percent between runs: too much to
+see a few percent. This driver counts instructions instead (valgrind's callgrind,
+deterministic to a fraction of a percent): it pushes N keep-alive requests through
+uvicorn's httptools protocol, plain or guarded, into ``bench.bare_app`` in-process, and
+reports the difference between runs of 1,000 and 6,000 requests divided by 5,000, so
+start-up cancels out. The transport is a stand-in that only counts writes: the sockets
+and the kernel are the same for both protocols, and leaving them out makes the guard's
+share look larger, not smaller.
 
 Usage: ``python -m bench.guard_instructions`` (needs ``valgrind``; about 6 min).
 """
@@ -65,14 +64,13 @@ class _CountingTransport(asyncio.Transport):
 
 def _request(route: str) -> bytes:
     """The request wrk sends in ``bench.load`` for ``route``, byte for byte in content."""
-    from bench.bare_app import CREATE_PATH, POLL_PATH
-    from bench.load import CREATE_BODY, CREATE_HEADERS, POLL_HEADERS
+    from bench.traffic import CREATE_BODY, CREATE_HEADERS, CREATE_PATH, POLL_HEADERS, POLL_PREFIX
 
     body = CREATE_BODY.encode() if route == "create" else b""
     headers = {"Host": "127.0.0.1:8001", **(CREATE_HEADERS if route == "create" else POLL_HEADERS)}
     if body:
         headers["Content-Length"] = str(len(body))
-    path = CREATE_PATH if route == "create" else POLL_PATH.format(task_id="bench")
+    path = "/dashscope" + (CREATE_PATH if route == "create" else POLL_PREFIX + "bench")
     method = "POST" if route == "create" else "GET"
     head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     return (head + "\r\n").encode() + body

@@ -26,11 +26,14 @@ from contracts.cache import BoundedCache
 from contracts.lifecycle import TIMING_MODES, TimingMode
 from contracts.redaction import RedactionPolicy
 from contracts.spec import SpecSet, load_specs
+from contracts.validate import Violation
 from mock_server import admin, objects
 from mock_server.admin import AdminAccess
 from mock_server.clock import Clock
+from mock_server.connection import ConnectionGuard, attach_guard
 from mock_server.fetch import MediaFetcher
 from mock_server.journal import Journal
+from mock_server.objects import oss_error
 from mock_server.service import Endpoint, ProviderService, json_response
 from mock_server.storage import Signer
 from mock_server.store import Limits, MemoryStore, Store
@@ -48,12 +51,17 @@ class Options:
     ``body_timeout`` lets go of a client that stops sending a body midway;
     ``admin_body_bytes`` bounds the admin API's JSON bodies and
     ``max_file_bytes`` a file put into the mock with ``POST /_paddock/media``.
+    The last three are the connection guard's (``mock_server.connection``),
+    which ``paddock serve`` puts in front of the app.
     """
 
     body_timeout: float = 30.0
     admin_body_bytes: int = 64 * 1024
     max_file_bytes: int = 64 * 1024 * 1024
     admin: AdminAccess = field(default_factory=AdminAccess)
+    head_timeout: float = 10.0
+    max_head_bytes: int = 64 * 1024
+    max_connections: int = 4096
 
 
 @dataclass
@@ -114,6 +122,32 @@ class MockState:
     async def reset(self) -> None:
         self._signed.clear()
         await self.store.reset()
+
+    def malformed(
+        self, method: bytes | None, path: str | None, status: int, message: str
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """What the connection guard answers a request it refuses, in the envelope of its path.
+
+        A provider's path gets that provider's error for the kind of refusal;
+        object storage its XML; anything else the mock's own JSON.
+        """
+        kind = _REFUSALS.get(status, "request_malformed")
+        response: Response | None = None
+        if path is not None and path.startswith("/_storage"):
+            response = oss_error(status, _STORAGE_CODES.get(status, "InvalidRequest"), message)
+        elif path is not None and not path.startswith(MockApp.RESERVED):
+            service = self._service_for(path)
+            if service is not None:
+                response = service.violation(Violation(kind, None, message.rstrip(".")))
+        if response is None:
+            response = json_response(status, {"error": message})
+        return response.status_code, response.raw_headers, bytes(response.body)
+
+    def _service_for(self, path: str) -> ProviderService | None:
+        name = path.split("/", 2)[1] if path.startswith("/") else ""
+        if name in self.services:
+            return self.services[name]
+        return self.services.get(self.root_provider) if self.root_provider else None
 
 
 class MockApp(Starlette):
@@ -256,7 +290,21 @@ def create_app(
         app.add_fallback(prefix, service.not_found)
     app.state.paddock = state
     app.paddock = state
+    attach_guard(
+        app,
+        ConnectionGuard(
+            head_timeout=options.head_timeout,
+            max_head_bytes=options.max_head_bytes,
+            max_connections=options.max_connections,
+            answer=state.malformed,
+        ),
+    )
     return app
+
+
+# Which violation a connection-level refusal is, by the status the guard chose.
+_REFUSALS = {400: "request_malformed", 408: "body_incomplete", 431: "headers_too_large"}
+_STORAGE_CODES = {400: "InvalidRequest", 408: "RequestTimeout", 431: "RequestHeaderTooLarge"}
 
 
 async def _plain_not_found(request: Request, exc: Exception) -> Response:

@@ -51,6 +51,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from mock_server.reading import BODY_IN_HAND
+
 __all__ = [
     "GUARD_ATTRIBUTE",
     "Answer",
@@ -86,6 +88,8 @@ LINGER_BYTES = 1 << 20
 # blank line after it (llhttp insists on CRLF line ends, as uvicorn runs it).
 _LEADING_BLANKS = re.compile(rb"[\r\n]*")
 _BLANK_LINE = b"\r\n\r\n"
+# A method and an origin-form target, however oddly spaced.
+_TARGET = re.compile(rb"[^ \t\r\n/]{1,20}[ \t]+(/[^ \t\r\n]{0,2048})")
 
 
 def default_answer(
@@ -296,6 +300,9 @@ class GuardedHttpProtocol(asyncio.Protocol):
         self._tail = b""
         # The chunk an awaited head may end in, when it could end over the limit.
         self._judge: bytes | None = None
+        # A request's head is complete and its body is not.
+        self._in_body = False
+        self._last_url = b""
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
 
@@ -351,6 +358,11 @@ class GuardedHttpProtocol(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             # httptools chains what a callback raised as the error's context.
             refusal = exc.__context__
+            if not self._url and not self._last_url:
+                # A request line llhttp refused outright: its target, if one can be
+                # made out, still says whose envelope the answer belongs in.
+                guessed = _TARGET.match(data, _skip_blanks(data))
+                self._last_url = guessed.group(1) if guessed else b""
             if isinstance(refusal, _Refusal):
                 self._refuse(refusal.status, refusal.message)
             else:
@@ -364,6 +376,9 @@ class GuardedHttpProtocol(asyncio.Protocol):
                 self._refuse(431, self._oversized())
                 return
             self._tail = data[-3:] if self._url else b""
+        # Requests uvicorn starts while handling this chunk inherit the hint: when
+        # their bodies are all here, the app reads them without arming a timer.
+        BODY_IN_HAND.set(not self._in_body)
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -413,6 +428,7 @@ class GuardedHttpProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._head_since = None
         self._idle = False
+        self._in_body = True
         if self._judge is not None:
             data, self._judge = self._judge, None
             if self._head_too_large(data):
@@ -430,7 +446,10 @@ class GuardedHttpProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._idle = True
-        self._url = b""
+        self._in_body = False
+        # A refusal of what follows, if its own target cannot be read, answers in
+        # the envelope this connection was speaking.
+        self._last_url, self._url = self._url, b""
 
     # -- the head limit -------------------------------------------------------------------------
 
@@ -524,7 +543,8 @@ class GuardedHttpProtocol(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         method = self._parser.get_method() if self._url else None
-        path = _path(self._url) if self._url else None
+        url = self._url or self._last_url
+        path = _path(url) if url else None
         log.info("answered %d and closed: %s", status, message)
         try:
             code, headers, body = self._guard.answer(method, path, status, message)

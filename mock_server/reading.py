@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 
 from starlette.types import Message, Receive
 
 __all__ = ["BodyError", "BodyTimeout", "BodyTooLarge", "ClientGone", "limited_receive", "read_body"]
+
+
+# Set by the connection guard (mock_server.connection) for the requests it
+# passes on: True when a request's whole body arrived with its head, as it does
+# for nearly every API call. Such a body needs no stall timer, which would cost
+# a create a twentieth of its time. Without the guard (in-process, tests) it is
+# False and every read is timed.
+BODY_IN_HAND: ContextVar[bool] = ContextVar("paddock_body_in_hand", default=False)
 
 
 class BodyError(Exception):
@@ -76,8 +85,18 @@ async def read_body(
     declared = declared_length(headers)
     if declared is not None and declared > limit:
         raise BodyTooLarge(limit, declared)
-    pull = limited_receive(receive, limit, idle)
     chunks: list[bytes] = []
+    if BODY_IN_HAND.get():
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone("the client went away mid-body")
+        chunk: bytes = message.get("body", b"")
+        if len(chunk) > limit:
+            raise BodyTooLarge(limit, len(chunk))
+        if not message.get("more_body", False):
+            return chunk
+        chunks.append(chunk)  # more was coming after all: the rest is timed
+    pull = limited_receive(receive, limit - sum(map(len, chunks)), idle)
     while True:
         message = await pull()
         chunk = message.get("body", b"")

@@ -30,6 +30,7 @@ from contracts.spec import load_specs
 from mock_server.admin import AdminAccess
 from mock_server.app import Options, create_app
 from mock_server.clock import Clock
+from mock_server.connection import raise_fd_limit
 from mock_server.fetch import MediaFetcher
 from mock_server.store import Limits, MemoryStore, Store
 from mock_server.videos import DEFAULT_MAX_DISK_BYTES, DEFAULT_MAX_MEMORY_BYTES, VideoCache
@@ -70,6 +71,8 @@ class ServeConfig:
     renders: int | None = None
     head_timeout: float = 10.0
     keep_alive: float = 5.0
+    max_head_bytes: int = 64 * 1024
+    max_connections: int = 4096
     fetch_media: bool = False
     fetch_allow: list[str] = field(default_factory=list)
     fetch_max_bytes: int = 16 * 1024 * 1024
@@ -105,6 +108,9 @@ def build_app(config: ServeConfig) -> Starlette:
         admin_body_bytes=config.admin_body_bytes,
         max_file_bytes=config.max_file_bytes,
         admin=access,
+        head_timeout=config.head_timeout,
+        max_head_bytes=config.max_head_bytes,
+        max_connections=config.max_connections,
     )
     app = create_app(
         specs,
@@ -187,9 +193,12 @@ def serve(config: ServeConfig, sock: socket.socket) -> None:
         "lifespan": "on",
         "proxy_headers": False,
         "timeout_keep_alive": config.keep_alive,
-        "http": "httptools",
+        # uvicorn's own HTTP, screened for head size and time, framing and connection count.
+        "http": "mock_server.connection:GuardedHttpProtocol",
+        "ws": "none",
         "loop": "uvloop",
     }
+    raise_fd_limit()
     if config.workers <= 1:
         app = build_app(config)
         gc.freeze()

@@ -234,6 +234,18 @@ def _serve_flags(serve: argparse.ArgumentParser) -> None:
         help="seconds an idle keep-alive connection is kept open (default 5)",
     )
     bounds.add_argument(
+        "--max-head-bytes",
+        type=_size,
+        default=64 * 1024,
+        help="largest request head (line and headers); larger ones get a 431 (default 64KiB)",
+    )
+    bounds.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=4096,
+        help="open connections per worker; past it the longest idle ones close (default 4,096)",
+    )
+    bounds.add_argument(
         "--video-cache", type=Path, help="keep rendered result videos in this directory"
     )
     bounds.add_argument(
@@ -755,6 +767,8 @@ def _serve(args: argparse.Namespace) -> int:
         renders=args.renders,
         head_timeout=args.head_timeout,
         keep_alive=args.keep_alive,
+        max_head_bytes=args.max_head_bytes,
+        max_connections=args.max_connections,
         fetch_media=args.fetch_media,
         fetch_allow=args.fetch_allow,
         fetch_max_bytes=args.fetch_max_bytes,
