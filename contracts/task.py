@@ -7,6 +7,7 @@ write (a cancel, a one-shot fault firing).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
@@ -130,7 +131,11 @@ class TaskRecord:
                 "ignored": list(request.ignored),
                 "prompt_truncated": request.prompt_truncated,
             },
-            "plan": asdict(self.plan),
+            # JSON has no infinity: a stuck state's endless time is written as null.
+            "plan": {
+                k: None if isinstance(v, float) and math.isinf(v) else v
+                for k, v in asdict(self.plan).items()
+            },
             "output": asdict(self.output),
             "created_at": self.created_at,
             "request_id": self.request_id,
@@ -166,7 +171,12 @@ class TaskRecord:
             provider=data["provider"],
             owner=data["owner"],
             request=request,
-            plan=Plan(**data["plan"]),
+            plan=Plan(
+                **{
+                    k: math.inf if k in ("pending", "running") and v is None else v
+                    for k, v in data["plan"].items()
+                }
+            ),
             output=OutputShape(**data["output"]),
             created_at=float(data["created_at"]),
             request_id=data["request_id"],

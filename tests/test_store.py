@@ -82,6 +82,19 @@ def test_tasks_round_trip_and_stay_with_their_provider(make_store: MakeStore) ->
     run(go)
 
 
+def test_a_stuck_task_keeps_its_endless_state(make_store: MakeStore) -> None:
+    async def go() -> None:
+        store = await started(make_store())
+        stuck = replace(task("t1", at=store.clock.now()), plan=Plan(math.inf, 3.0))
+        await store.put_task(stuck)
+        read = await store.get_task("dashscope", "t1")
+        assert read is not None and read.plan.pending == math.inf
+        assert await store.replace_task(read, replace(read, canceled_at=1.0))
+        await store.close()
+
+    run(go)
+
+
 def test_replace_is_compare_and_swap(make_store: MakeStore) -> None:
     async def go() -> None:
         store = await started(make_store())
