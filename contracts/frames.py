@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -45,7 +46,13 @@ class FrameSizes:
 
 def nearest_ratio(ratios: Mapping[str, float], aspect: float) -> str:
     """The name in ``ratios`` (name to width / height) closest to ``aspect`` on a log scale."""
-    return min(ratios, key=lambda name: abs(math.log(ratios[name] / aspect)))
+    return _nearest(tuple(ratios.items()), round(aspect, 4))
+
+
+@lru_cache(maxsize=1024)
+def _nearest(ratios: tuple[tuple[str, float], ...], aspect: float) -> str:
+    # Every create asks this; the answers repeat (a spec's own sizes, common image shapes).
+    return min(ratios, key=lambda item: abs(math.log(item[1] / aspect)))[0]
 
 
 def frame_sizes(doc: Mapping[str, Any], fail: Callable[[str, str], Exception]) -> FrameSizes:

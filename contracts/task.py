@@ -148,6 +148,7 @@ class TaskRecord:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TaskRecord:
         req = data["request"]
+        plan = data["plan"]
         media = tuple(
             MediaItem(
                 type=m["type"],
@@ -172,10 +173,11 @@ class TaskRecord:
             owner=data["owner"],
             request=request,
             plan=Plan(
-                **{
-                    k: math.inf if k in ("pending", "running") and v is None else v
-                    for k, v in data["plan"].items()
-                }
+                pending=_endless(plan["pending"]),
+                running=_endless(plan["running"]),
+                outcome=plan.get("outcome", "SUCCEEDED"),
+                error_code=plan.get("error_code"),
+                error_message=plan.get("error_message"),
             ),
             output=OutputShape(**data["output"]),
             created_at=float(data["created_at"]),
@@ -185,3 +187,8 @@ class TaskRecord:
             canceled_at=data.get("canceled_at"),
             faults=tuple(data.get("faults", ())),
         )
+
+
+def _endless(seconds: float | None) -> float:
+    """A plan's time as JSON carries it: null is a state that never ends."""
+    return math.inf if seconds is None else float(seconds)

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from contracts.bodies import path_parts
+from contracts.cache import BoundedCache
 from contracts.media import MediaInfo
 from contracts.spec import ErrorDef, MediaRule, ModelRules, Parameter, Spec
 from contracts.task import MediaItem, TaskRequest
@@ -101,15 +102,32 @@ class RemoteOnlyResolver:
 
 def check_remote_url(url: str) -> None:
     """Raise MediaUnavailable unless ``url`` is an absolute http(s) URL with a host."""
+    if len(url) <= 2048:
+        problem = _URL_VERDICTS.get(url)
+        if problem is None:
+            # Clients send the same media URLs over and over: judge each once.
+            problem = _URL_VERDICTS.put(url, _url_problem(url))
+    else:
+        problem = _url_problem(url)
+    if problem:
+        raise MediaUnavailable("media_url", problem)
+
+
+_URL_VERDICTS: BoundedCache[str, str] = BoundedCache(4096)
+
+
+def _url_problem(url: str) -> str:
+    """What is wrong with a media URL, or "" when it is an absolute http(s) URL with a host."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError as exc:
-        raise MediaUnavailable("media_url", f"{_clip(url)!r} is not a valid URL: {exc}") from None
+        return f"{_clip(url)!r} is not a valid URL: {exc}"
     if parts.scheme not in ("http", "https"):
-        raise MediaUnavailable("media_url", f"{_clip(url)!r} is not an http(s) URL")
+        return f"{_clip(url)!r} is not an http(s) URL"
     if not parts.hostname:
-        raise MediaUnavailable("media_url", f"{_clip(url)!r} has no host")
+        return f"{_clip(url)!r} has no host"
+    return ""
 
 
 def check_auth(

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from contracts.cache import BoundedCache
 from contracts.redaction import RedactionPolicy
 from contracts.task import TaskRequest
 from mock_server.store import StoreUnavailable
@@ -98,6 +99,10 @@ class Journal:
     def __init__(self, store: Store, policy: RedactionPolicy | None = None) -> None:
         self.store = store
         self._policy = policy or _POLICY
+        # A client sends the same header set request after request: redact and cap it once.
+        self._headers: BoundedCache[tuple[tuple[bytes, bytes], ...], dict[str, str]] = (
+            BoundedCache(1024)
+        )
 
     async def record(
         self,
@@ -121,7 +126,7 @@ class Journal:
             "provider": provider,
             "operation": operation,
             "status": status,
-            "headers": _shown_headers(headers, self._policy),
+            "headers": self._shown(headers),
             "body": self._policy.text(summarize_body(body)) if body else "",
             "elapsed_ms": round(elapsed_ms, 3),
             "marks": self._marks(marks) if marks else {},
@@ -131,6 +136,15 @@ class Journal:
         # The journal is a record, not the service: an outage must not fail requests.
         with contextlib.suppress(StoreUnavailable):
             await self.store.journal_append(orjson.dumps(entry, default=str))
+
+    def _shown(self, headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+        key = tuple(headers)
+        shown = self._headers.get(key) if len(key) <= HEADERS_KEEP else None
+        if shown is None:
+            shown = _shown_headers(key, self._policy)
+            if len(key) <= HEADERS_KEEP and sum(len(n) + len(v) for n, v in key) < 8192:
+                self._headers.put(key, shown)
+        return shown
 
     def _marks(self, marks: Mapping[str, Any]) -> dict[str, Any]:
         # A violation's message may quote what the client sent (a media URL).
