@@ -53,7 +53,7 @@ _CLOCK_FIELDS = ("wall", "virtual", "speed", "advanced", "gen")
 # a journal read waits twice as long first, so every worker's entries have landed.
 JOURNAL_DELAY = 0.002
 # Pipelines a worker keeps out at once; more work waits for the next one.
-MAX_IN_FLIGHT = 2
+MAX_IN_FLIGHT = 4
 _SEP = "\x1f"
 
 
@@ -74,7 +74,7 @@ class _Batch:
         self._journal: list[bytes] = []
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
-        self._loop = asyncio.get_running_loop()
+        self.loop = self._loop = asyncio.get_running_loop()
         self._running: set[asyncio.Task[None]] = set()
         self._waiting = False
 
@@ -266,7 +266,7 @@ class RedisStore:
     def _bind(self) -> None:
         """One client per event loop: redis-py connections cannot move between loops."""
         loop = asyncio.get_running_loop()
-        if loop is self._loop and self._client is not None:
+        if loop is self._loop:
             return
         pool = redis.BlockingConnectionPool.from_url(
             self.url,
@@ -280,9 +280,12 @@ class RedisStore:
 
     def _command(self, queue: Queue) -> asyncio.Future[Any]:
         """``queue`` adds one command to the turn's pipeline; the future gets its reply."""
-        self._bind()
-        assert self._batch is not None
-        return self._batch.command(queue)
+        batch = self._batch
+        if batch is None or batch.loop is not asyncio.get_running_loop():
+            self._bind()
+            batch = self._batch
+            assert batch is not None
+        return batch.command(queue)
 
     def _script(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future[Any]:
         sha = self._shas[name]
@@ -308,6 +311,7 @@ class RedisStore:
             await self._client.aclose()
             self._client = None
             self._loop = None
+            self._batch = None
 
     async def load_scripts(self) -> None:
         for name, source in lua.SCRIPTS.items():
@@ -429,9 +433,12 @@ class RedisStore:
         raise StoreUnavailable("the shared clock kept moving while a task was being stored")
 
     async def get_task(self, provider: str, task_id: str) -> TaskRecord | None:
-        self._bind()
-        assert self._batch is not None
-        raw = await self._batch.get(self._task_key(provider, task_id))
+        batch = self._batch
+        if batch is None or batch.loop is not asyncio.get_running_loop():
+            self._bind()
+            batch = self._batch
+            assert batch is not None
+        raw = await batch.get(self._task_key(provider, task_id))
         return self._live(self._decode(raw)) if raw is not None else None
 
     def _decode(self, raw: bytes) -> TaskRecord:
