@@ -100,8 +100,8 @@ class Journal:
         self.store = store
         self._policy = policy or _POLICY
         # A client sends the same header set request after request: redact and cap it once.
-        self._headers: BoundedCache[tuple[tuple[bytes, bytes], ...], dict[str, str]] = (
-            BoundedCache(1024)
+        self._headers: BoundedCache[tuple[tuple[bytes, bytes], ...], dict[str, str]] = BoundedCache(
+            1024
         )
 
     async def record(

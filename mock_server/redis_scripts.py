@@ -19,22 +19,31 @@ __all__ = ["SCRIPTS"]
 PUT_TASK = """
 local gen = redis.call('HGET', KEYS[4], 'gen') or '0'
 if gen ~= ARGV[7] then return 'clock' end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[6])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[6])
 local cap = tonumber(ARGV[4])
-while redis.call('ZCARD', KEYS[2]) >= cap do
-  local oldest = redis.call('ZPOPMIN', KEYS[2])
-  redis.call('DEL', ARGV[9] .. oldest[1], ARGV[12] .. oldest[1])
-  redis.call('ZREM', KEYS[3], oldest[1])
-end
-local total = 0
-for i = 13, #ARGV do
-  if ARGV[i] ~= KEYS[3] then
-    redis.call('ZREMRANGEBYSCORE', ARGV[i], '-inf', '(' .. ARGV[10])
+if redis.call('ZCARD', KEYS[2]) >= cap then
+  -- Only a key at its cap needs its expired entries trimmed before counting.
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[6])
+  while redis.call('ZCARD', KEYS[2]) >= cap do
+    local oldest = redis.call('ZPOPMIN', KEYS[2])
+    redis.call('DEL', ARGV[9] .. oldest[1], ARGV[12] .. oldest[1])
+    redis.call('ZREM', KEYS[3], oldest[1])
   end
-  total = total + redis.call('ZCARD', ARGV[i])
 end
-if total >= tonumber(ARGV[5]) then return 'full' end
+local function total()
+  local sum = 0
+  for i = 13, #ARGV do sum = sum + redis.call('ZCARD', ARGV[i]) end
+  return sum
+end
+if total() >= tonumber(ARGV[5]) then
+  -- Full, or holding expired entries: trim them and count again.
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[6])
+  for i = 13, #ARGV do
+    if ARGV[i] ~= KEYS[3] then
+      redis.call('ZREMRANGEBYSCORE', ARGV[i], '-inf', '(' .. ARGV[10])
+    end
+  end
+  if total() >= tonumber(ARGV[5]) then return 'full' end
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 redis.call('SET', KEYS[5], ARGV[11], 'PX', 10 * tonumber(ARGV[3]))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[8])

@@ -481,21 +481,35 @@ class RedisStore:
         ranked: list[tuple[float, str, str]] = []
         total = 0
         for name in providers:
-            members = await self._newest(self._index(name), offset + limit)
+            members = await self._newest(name, offset + limit)
             ranked.extend((float(score), name, member.decode()) for member, score in members)
-            total += int(await self._zcard(self._index(name)))
+            total += int(await self._live_count(name))
         ranked.sort(reverse=True)
         page = [(name, task_id) for _, name, task_id in ranked[offset : offset + limit]]
         return await self._records(page), total
 
-    def _zcard(self, key: str) -> asyncio.Future[Any]:
-        return self._command(lambda pipe: pipe.zcard(key))
+    def _kept_since(self, provider: str) -> str:
+        """The index score from which a provider's tasks are still kept (older ones are gone).
 
-    def _newest(self, key: str, count: int) -> asyncio.Future[Any]:
-        return self._command(lambda pipe: pipe.zrevrange(key, 0, count - 1, withscores=True))
+        Index entries are trimmed lazily (when a key or the store is at its cap),
+        so reads count and list from this bound rather than from the start.
+        """
+        return repr(self.clock.now() - self.retention.get(provider, float("inf")))
+
+    def _live_count(self, provider: str) -> asyncio.Future[Any]:
+        key, since = self._index(provider), self._kept_since(provider)
+        return self._command(lambda pipe: pipe.zcount(key, since, "+inf"))
+
+    def _newest(self, provider: str, count: int) -> asyncio.Future[Any]:
+        key, since = self._index(provider), self._kept_since(provider)
+        return self._command(
+            lambda pipe: pipe.zrevrangebyscore(
+                key, "+inf", since, start=0, num=count, withscores=True
+            )
+        )
 
     async def count_tasks(self) -> int:
-        counts = [self._zcard(self._index(name)) for name in sorted(self.retention)]
+        counts = [self._live_count(name) for name in sorted(self.retention)]
         return sum(int(count) for count in await asyncio.gather(*counts))
 
     async def expired_owner(self, provider: str, task_id: str) -> str | None:

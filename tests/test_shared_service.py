@@ -54,21 +54,24 @@ def test_two_workers_answer_for_each_others_tasks(
 ) -> None:
     served = paddock_serve("--workers", "2", "--store", redis_url, "--timing", "instant")
     tasks = [create(served) for _ in range(12)]
-    for task_id in tasks:
-        for _ in range(3):
+    crossed: list[dict[str, Any]] = []
+    # The kernel hands each new connection to either worker; a few rounds see both.
+    for _ in range(20):
+        for task_id in tasks:
             answer = query(served, task_id)
             assert answer.status_code == 200
             assert answer.json()["output"]["task_status"] == "SUCCEEDED"
-    entries = journal(served)
-    assert len({e["worker"] for e in entries}) == 2, "both workers should have answered"
-    made_by = {e["task_id"]: e["worker"] for e in entries if e["operation"] == "create"}
-    crossed = [
-        e
-        for e in entries
-        if e["operation"] == "query"
-        and e["status"] == 200
-        and made_by.get(e["task_id"]) not in (None, e["worker"])
-    ]
+        entries = journal(served)
+        made_by = {e["task_id"]: e["worker"] for e in entries if e["operation"] == "create"}
+        crossed = [
+            e
+            for e in entries
+            if e["operation"] == "query"
+            and e["status"] == 200
+            and made_by.get(e["task_id"]) not in (None, e["worker"])
+        ]
+        if crossed:
+            break
     assert crossed, "some task created by one worker should have been polled through the other"
 
 
