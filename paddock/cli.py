@@ -726,6 +726,8 @@ def _serve(args: argparse.Namespace) -> int:
             "--workers needs a shared --store redis://HOST:PORT/DB, or each worker would be "
             "a separate mock"
         )
+    if args.store is not None:
+        _check_store(args.store)
     token = args.admin_token or os.environ.get("PADDOCK_ADMIN_TOKEN") or None
     try:
         loopback = args.host == "localhost" or ipaddress.ip_address(args.host).is_loopback
@@ -805,6 +807,24 @@ def _serve(args: argparse.Namespace) -> int:
         )
     serve(config, sock)
     return 0
+
+
+def _check_store(url: str) -> None:
+    """A store that cannot work is one line now, not a traceback in every worker later."""
+    import redis
+
+    shown = _safe_url(url)
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+        version = str(client.info("server").get("redis_version", "0"))
+        client.close()
+    except Exception as exc:
+        raise UsageError(
+            f"cannot reach Redis at {shown} ({exc}); start it or fix --store"
+        ) from None
+    parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if parts < (6, 2):
+        raise UsageError(f"Redis at {shown} is {version}; paddock needs 6.2 or newer")
 
 
 def _safe_url(url: str) -> str:

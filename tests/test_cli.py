@@ -85,6 +85,11 @@ def test_serve_prints_every_base_url_and_serves(tmp_path: Path) -> None:
         ),
         (["serve", "--specs", "/no/such/dir"], "is not a directory of spec files"),
         (["serve", "--colour"], "unrecognized arguments: --colour"),
+        (["serve", "--store", "http://127.0.0.1:6379"], "--store takes redis://HOST:PORT/DB"),
+        (["serve", "--workers", "2"], "--workers needs a shared --store"),
+        (["serve", "--max-tasks", "0"], "expected a whole number above 0"),
+        (["serve", "--journal-bytes", "lots"], "expected a size above 0 such as 65536"),
+        (["serve", "--head-timeout", "-1"], "expected a number of seconds above 0"),
         (["launch"], "invalid choice: 'launch'"),
     ],
 )
@@ -102,6 +107,13 @@ def test_broken_spec_directory_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert "broken spec" in line and "dashscope.yaml" in line
+
+
+def test_an_unreachable_store_is_one_line() -> None:
+    result = paddock("serve", "--port", "0", "--store", f"redis://127.0.0.1:{free_port()}/0")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach Redis" in lines[0], result.stderr
 
 
 def test_port_in_use_is_one_line() -> None:
