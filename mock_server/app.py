@@ -80,7 +80,7 @@ class MockState:
     signer: Signer = field(default_factory=Signer)
     services: dict[str, ProviderService] = field(default_factory=dict)
     _signed: BoundedCache[tuple[str, str, str, int], str] = field(
-        default_factory=lambda: BoundedCache(65536)
+        default_factory=lambda: BoundedCache(4096)
     )
     _started: bool = False
     _starting: asyncio.Lock | None = None
@@ -105,7 +105,9 @@ class MockState:
         """A signed, expiring link to a task's video, in the shape of an OSS link.
 
         Clients poll a finished task repeatedly; signing once per link keeps an
-        HMAC off that path. The signature is URL-safe base64, so no quoting.
+        HMAC off that path. The signature is URL-safe base64, so no quoting. The
+        cache holds the links of the few thousand tasks polled most recently: at
+        65,536 it was the biggest thing a long-running mock grew by (20 MB).
         """
         key = (base_url, provider, task_id, expires)
         url = self._signed.get(key)
