@@ -465,3 +465,67 @@ def test_a_refused_url_answers_with_the_providers_invalid_url_error(
         assert "cloud metadata address" in message
 
     run(test)
+
+
+# -- paddock serve --fetch-media, end to end ----------------------------------------------------
+
+
+def _file_server(files: dict[str, bytes]) -> tuple[str, Callable[[], None]]:
+    """A plain HTTP server on loopback in a thread, serving ``files`` by path."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            data = files.get(self.path)
+            self.send_response(200 if data is not None else 404)
+            self.send_header("Content-Length", str(len(data or b"")))
+            self.end_headers()
+            self.wfile.write(data or b"")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+
+    return f"http://127.0.0.1:{server.server_address[1]}", stop
+
+
+def test_paddock_serve_fetches_and_judges_remote_media(paddock_serve: Any) -> None:
+    import httpx
+
+    from tests.conftest import CREATE_PATHS, DASHSCOPE_HEADERS
+
+    origin, stop = _file_server({"/frame.png": PNG, "/small.png": SMALL_PNG})
+    try:
+        served = paddock_serve("--fetch-media", "--fetch-allow", "127.0.0.1")
+        closed = paddock_serve("--fetch-media")
+
+        def create(base: str, url: str) -> httpx.Response:
+            body = {
+                "model": "happyhorse-1.0-i2v",
+                "input": {"prompt": "x", "media": [{"type": "first_frame", "url": url}]},
+            }
+            return httpx.post(
+                base + CREATE_PATHS["dashscope"], json=body, headers=DASHSCOPE_HEADERS
+            )
+
+        fetched = create(served.url, origin + "/frame.png")
+        assert fetched.status_code == 200, fetched.text
+        entry = httpx.get(served.url + "/_paddock/requests?limit=1").json()["requests"][0]
+        media = entry["marks"]["media"][0]
+        assert media["origin"] == "fetched" and media["info"]["width"] == 640
+        too_small = create(served.url, origin + "/small.png")
+        assert too_small.status_code == 400 and "300" in too_small.json()["message"]
+        # The same URL from a mock that does not allow the loopback host is refused.
+        refused = create(closed.url, origin + "/frame.png")
+        assert refused.status_code == 400 and refused.json()["code"] == "InvalidURL"
+        assert "loopback" in refused.json()["message"]
+    finally:
+        stop()
