@@ -529,11 +529,30 @@ def _known(specs: SpecSet, provider: str) -> str:
     return provider
 
 
+def _writable_dir(path: Path, flag: str) -> Path:
+    """A directory the command can write into, made if need be; else the one-line mistake."""
+    import os
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UsageError(f"{flag} {path} is a file, not a directory; pick a directory") from None
+    except OSError as exc:
+        raise UsageError(
+            f"{flag} {path}: cannot create that directory ({exc.strerror}); pick another"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path} is not writable; pick another directory")
+    return path
+
+
 def _check(args: argparse.Namespace) -> int:
     from contracts.conformance import TargetError, run_checks
 
     specs = _load(args.specs)
     _known(specs, args.provider)
+    if args.record is not None:
+        _writable_dir(args.record, "--record")
     if args.base_url and args.target != "live":
         raise UsageError("--base-url goes with --target live; for a URL target pass --target URL")
     say = None if args.quiet else (lambda line: print(f"  {line}", file=sys.stderr, flush=True))
@@ -581,6 +600,7 @@ def _drift_run(args: argparse.Namespace) -> int:
         raise UsageError("--base-url goes with --target live; for a URL target pass --target URL")
     if args.target not in ("mock", "live") and not args.target.startswith(("http://", "https://")):
         raise UsageError(f"--target must be mock, live or an http(s) URL, not {args.target!r}")
+    _writable_dir(args.reports, "--reports")
     directory = new_run_dir(args.reports, args.provider)
     say = None if args.quiet else (lambda line: print(f"  {line}", file=sys.stderr, flush=True))
     try:

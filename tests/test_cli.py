@@ -90,6 +90,9 @@ def test_serve_prints_every_base_url_and_serves(tmp_path: Path) -> None:
         (["serve", "--max-tasks", "0"], "expected a whole number above 0"),
         (["serve", "--journal-bytes", "lots"], "expected a size above 0 such as 65536"),
         (["serve", "--head-timeout", "-1"], "expected a number of seconds above 0"),
+        (["check", "--provider", "dashscope", "--record", "/etc/passwd"], "is a file"),
+        (["check", "--provider", "dashscope", "--record", "/proc/nope"], "cannot create"),
+        (["drift", "run", "--provider", "dashscope", "--reports", "/etc/passwd"], "is a file"),
         (["launch"], "invalid choice: 'launch'"),
     ],
 )

@@ -222,6 +222,10 @@ def run_checks(
     bad = wanted - set(CHECK_NAMES)
     if bad:
         raise TargetError(f"no check named {sorted(bad)[0]!r}; known: {', '.join(CHECK_NAMES)}")
+    if record is not None:
+        # Before the target: a run that cannot be recorded must not leave a target open.
+        record.mkdir(parents=True, exist_ok=True)
+        recording = (record / f"{provider}.jsonl").open("a", encoding="utf-8")
     tgt = make_target(spec, specs, target, base_url=base_url, mock_specs=mock_specs, timing=timing)
     live = tgt.kind == "live"
     if budget is None and live:
@@ -234,8 +238,7 @@ def run_checks(
         # before a check calls it stuck (a provider twice as slow is drift, not a hang).
         ctx.wait_limit = max(ctx.wait_limit, 20 * sum(t.p95 for t in spec.timing.values()))
     if record is not None:
-        record.mkdir(parents=True, exist_ok=True)
-        tgt.record_to = (record / f"{provider}.jsonl").open("a", encoding="utf-8")
+        tgt.record_to = recording
     started = time.perf_counter()
     outcomes: list[Outcome] = []
     say = progress or (lambda _: None)
