@@ -227,3 +227,29 @@ def test_the_pytest_plugin_reports_one_item_per_check_and_model(tmp_path: Path) 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "anyfast::rejected[happyhorse-1.0-r2v]" in result.stdout
     assert "anyfast::auth[*]" in result.stdout
+
+
+def test_auth_is_skipped_against_a_mock_that_takes_any_key_and_checked_elsewhere(
+    serve: Callable[..., LiveServer],
+) -> None:
+    """A newcomer's first check of a default mock holds; a host that should refuse still fails."""
+    anyone = serve(timing="instant")
+    skipped = _paddock(
+        "check", "--provider", "dashscope", "--target", f"{anyone.url}/dashscope",
+        "--check", "auth", "--quiet", env={"DASHSCOPE_API_KEY": "sk-mine"},
+    )  # fmt: skip
+    assert skipped.returncode == 0, skipped.stdout + skipped.stderr
+    assert "start the mock with --api-key to check it" in skipped.stdout
+    # Seen as a live host (no admin API asked), the same server taking a wrong key fails auth.
+    accepted = _paddock(
+        "check", "--provider", "dashscope", "--target", "live",
+        "--base-url", f"{anyone.url}/dashscope", "--check", "auth", "--quiet",
+        env={"DASHSCOPE_API_KEY": "sk-mine"},
+    )  # fmt: skip
+    assert accepted.returncode == 1, accepted.stdout + accepted.stderr
+    listed = serve(timing="instant", api_keys=["sk-mine"])
+    checked = _paddock(
+        "check", "--provider", "dashscope", "--target", f"{listed.url}/dashscope",
+        "--check", "auth", "--quiet", env={"DASHSCOPE_API_KEY": "sk-mine"},
+    )  # fmt: skip
+    assert checked.returncode == 0 and "auth   *      ok" in checked.stdout, checked.stdout

@@ -31,7 +31,13 @@ from contracts.conformance.cases import (
     materialize,
     valid_drafts,
 )
-from contracts.conformance.checks import Budget, BudgetSpent, CheckFailed, Context
+from contracts.conformance.checks import (
+    Budget,
+    BudgetSpent,
+    CheckFailed,
+    CheckSkipped,
+    Context,
+)
 from contracts.conformance.targets import HttpTarget, MockTarget, Target, TargetError
 from contracts.lifecycle import TimingMode
 from contracts.spec import Spec, SpecSet, load_specs
@@ -303,6 +309,8 @@ def _once(ctx: Context, name: str, fn: Callable[[Context], None]) -> Outcome:
         outcome.passed = 1
     except CheckFailed as exc:
         outcome.failures.append(_failure(ctx, name, None, exc))
+    except CheckSkipped as exc:
+        outcome.skipped = str(exc)
     outcome.seconds = time.perf_counter() - started
     return outcome
 

@@ -337,6 +337,10 @@ class Target:
         """How this target times its tasks: ``real`` for a provider, a mock's own mode."""
         return "real"
 
+    def accepts_any_key(self) -> bool:
+        """Whether the target says it takes any key (a paddock mock without --api-key)."""
+        return False
+
     def close(self) -> None:
         """Release connections and the app."""
 
@@ -347,6 +351,7 @@ class HttpTarget(Target):
     def __init__(self, spec: Spec, base_url: str, key: str, second_key: str | None, kind: str):
         super().__init__(spec, base_url.rstrip("/"), key, second_key, kind)
         self._http = httpx.Client(timeout=60.0, follow_redirects=False)
+        self._health_doc: dict[str, Any] | None = None
 
     def host_media(self, data: bytes, mime: str) -> str | None:
         if self.kind == "live":
@@ -365,16 +370,26 @@ class HttpTarget(Target):
         url = response.json().get("url")
         return url if isinstance(url, str) else None
 
-    def timing_mode(self) -> str:
+    def _health(self) -> dict[str, Any]:
+        """A paddock mock's own account of itself; empty for anything else (a live host)."""
         if self.kind == "live":
-            return "real"
-        parts = urllib.parse.urlsplit(self.base_url)
-        try:
-            response = self.http.get(f"{parts.scheme}://{parts.netloc}/_paddock/health")
-            timing = response.json().get("timing") if response.status_code == 200 else None
-        except (httpx.HTTPError, ValueError, AttributeError):
-            timing = None
+            return {}
+        if self._health_doc is None:
+            parts = urllib.parse.urlsplit(self.base_url)
+            try:
+                response = self.http.get(f"{parts.scheme}://{parts.netloc}/_paddock/health")
+                doc = response.json() if response.status_code == 200 else {}
+            except (httpx.HTTPError, ValueError):
+                doc = {}
+            self._health_doc = doc if isinstance(doc, dict) else {}
+        return self._health_doc
+
+    def timing_mode(self) -> str:
+        timing = self._health().get("timing")
         return timing if isinstance(timing, str) else "real"  # not a paddock mock
+
+    def accepts_any_key(self) -> bool:
+        return self._health().get("keys") == "any"
 
     def close(self) -> None:
         self.http.close()
